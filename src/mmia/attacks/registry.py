@@ -1,0 +1,140 @@
+"""The one registry of membership-inference methods.
+
+Every method (score-based attack, blind shift check, FiMMIA, UMID, ...) registers here with a
+name, a typed pydantic config, what it needs and the paper it implements; the CLI, the demo and
+the report read this registry instead of keeping lists of their own.
+
+Modules that register built-in methods are listed in `BUILTIN_MODULES` and imported on first
+use of the registry, so importing `mmia` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel
+
+FAMILIES = ("score", "contrastive", "blind", "neural", "text-only")
+TARGET_KINDS = ("causal-lm", "vlm", "audio-lm", "clip", "clap")
+
+# Later issues append the modules that register their methods.
+BUILTIN_MODULES: list[str] = []
+
+
+class NoConfig(BaseModel):
+    """For methods without settings."""
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    name: str
+    family: str
+    config: type[BaseModel]
+    paper: str
+    summary: str
+    run: Callable
+    target_kinds: tuple[str, ...] = ()  # empty: needs no model (blind checks)
+    modalities: tuple[str, ...] = ()  # the sample must have at least one of these; empty: any
+    needs_labels: bool = False  # trains or calibrates on labelled samples
+    needs_reference: bool = False  # needs a second (reference) model
+    higher_is_member: bool = True
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    def applies_to(self, target_kind: str | None = None, modalities=None) -> bool:
+        if target_kind is not None and self.target_kinds and target_kind not in self.target_kinds:
+            return False
+        if target_kind is None and self.target_kinds:
+            return False
+        if modalities is not None and self.modalities and not set(self.modalities) & set(modalities):
+            return False
+        return True
+
+    def make_config(self, **values) -> BaseModel:
+        return self.config(**values)
+
+
+_REGISTRY: dict[str, AttackSpec] = {}
+_loaded = {"done": False}
+
+
+def register_attack(
+    name: str,
+    *,
+    family: str,
+    paper: str,
+    config: type[BaseModel] = NoConfig,
+    target_kinds: tuple[str, ...] = (),
+    modalities: tuple[str, ...] = (),
+    needs_labels: bool = False,
+    needs_reference: bool = False,
+    higher_is_member: bool = True,
+    tags: tuple[str, ...] = (),
+):
+    """Decorator registering a method's entry point under `name`.
+
+    The decorated object's docstring is its summary and must name the paper; `paper` is the
+    citation shown in the report (authors, title, venue or arXiv id).
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; one of {FAMILIES}")
+    unknown = set(target_kinds) - set(TARGET_KINDS)
+    if unknown:
+        raise ValueError(f"unknown target kind(s) {sorted(unknown)}; one of {TARGET_KINDS}")
+    if not paper.strip():
+        raise ValueError(f"method {name!r} must name the paper it implements")
+
+    def deco(obj):
+        doc = (obj.__doc__ or "").strip()
+        if not doc:
+            raise ValueError(f"method {name!r} needs a docstring naming its paper")
+        if name in _REGISTRY and _REGISTRY[name].run is not obj:
+            raise ValueError(f"method name {name!r} is registered twice")
+        _REGISTRY[name] = AttackSpec(
+            name=name,
+            family=family,
+            config=config,
+            paper=paper,
+            summary=doc.splitlines()[0],
+            run=obj,
+            target_kinds=tuple(target_kinds),
+            modalities=tuple(modalities),
+            needs_labels=needs_labels,
+            needs_reference=needs_reference,
+            higher_is_member=higher_is_member,
+            tags=tuple(tags),
+        )
+        return obj
+
+    return deco
+
+
+def _ensure_loaded() -> None:
+    if not _loaded["done"]:
+        _loaded["done"] = True
+        for mod in BUILTIN_MODULES:
+            importlib.import_module(mod)
+
+
+def get_attack(name: str) -> AttackSpec:
+    _ensure_loaded()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY)) or "none registered"
+        raise KeyError(f"unknown method {name!r} (known: {known})") from None
+
+
+def find_attack(name: str) -> AttackSpec | None:
+    _ensure_loaded()
+    return _REGISTRY.get(name)
+
+
+def list_attacks(family: str | None = None, target_kind: str | None = None, modalities=None) -> list[AttackSpec]:
+    """Registered methods, optionally those of one family that apply to a target and modalities."""
+    _ensure_loaded()
+    specs = [s for s in _REGISTRY.values() if family is None or s.family == family]
+    if target_kind is not None or modalities is not None:
+        specs = [s for s in specs if s.applies_to(target_kind, modalities)]
+    return sorted(specs, key=lambda s: (FAMILIES.index(s.family), s.name))

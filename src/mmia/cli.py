@@ -1,0 +1,88 @@
+"""The `mmia` command: a thin typer layer over the Python API."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from mmia import __version__
+from mmia.errors import MmiaError
+
+app = typer.Typer(
+    name="mmia",
+    help="Audit multimodal models for membership of given data in their training set.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"mmia {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or chatter."),
+    allow_download: bool = typer.Option(
+        False, "--allow-download", help="Let Hugging Face libraries download models (off by default)."
+    ),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+):
+    from mmia import offline, progress
+
+    offline.configure(allow_download=allow_download)
+    progress.set_quiet(quiet)
+
+
+@app.command()
+def inspect(
+    data: Path = typer.Argument(..., help="JSONL, CSV, Parquet file or datasets save_to_disk directory."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip (and list) bad rows instead of stopping."),
+    ignore_column: list[str] = typer.Option([], "--ignore-column", help="A column to ignore (repeatable)."),
+):
+    """Load and validate a data file (rows, labels, media) and summarise it."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from mmia.data import load_dataset
+
+    ds = load_dataset(data, skip_bad=skip_bad, ignore_columns=ignore_column)
+    summary = ds.summary()
+    table = Table(title=str(data), show_header=False)
+    for key, value in summary.items():
+        if key != "path":
+            table.add_row(key.replace("_", " "), ", ".join(value) if isinstance(value, list) else str(value))
+    console = Console()
+    console.print(table)
+    for row in ds.skipped:
+        console.print(f"skipped row {row.row}: {row.reason}", markup=False)
+
+
+@app.command()
+def report(out_dir: Path = typer.Argument(..., help="A results directory (with results.json).")):
+    """(Re)render report.html and its ROC plots from a results directory."""
+    from mmia.report import render_report
+
+    path = render_report(out_dir)
+    typer.echo(str(path))
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and their exit status."""
+    try:
+        app()
+    except MmiaError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted; computed values are cached and a rerun resumes", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
