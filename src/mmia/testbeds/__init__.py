@@ -1,0 +1,1 @@
+"""Testbeds with known membership, trained here in transformers architectures."""
