@@ -48,3 +48,38 @@ class DemoContext:
     cache_dir: Path
     seed: int = 0
     quick: bool = False  # miniature settings (tests)
+
+
+# --- testbed registry ---------------------------------------------------------------------------
+# Each testbed module registers a builder: fn(out_dir: Path, *, seed: int, quick: bool) -> Testbed,
+# which writes data, models and manifest.json into out_dir. `mmia testbed NAME` and `mmia demo`
+# find builders here; modules that register are listed in TESTBED_MODULES.
+
+TESTBED_MODULES: list[str] = []
+
+
+@dataclass(frozen=True)
+class TestbedSpec:
+    name: str
+    summary: str
+    build: object  # Callable[[Path], Testbed] with keyword-only seed and quick
+    in_demo: bool = True
+
+
+_TESTBEDS: dict[str, TestbedSpec] = {}
+
+
+def register_testbed(name: str, *, summary: str, in_demo: bool = True):
+    def deco(fn):
+        _TESTBEDS[name] = TestbedSpec(name=name, summary=summary, build=fn, in_demo=in_demo)
+        return fn
+
+    return deco
+
+
+def list_testbeds() -> list[TestbedSpec]:
+    import importlib
+
+    for mod in TESTBED_MODULES:
+        importlib.import_module(mod)
+    return [_TESTBEDS[k] for k in sorted(_TESTBEDS)]
