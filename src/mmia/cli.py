@@ -72,6 +72,57 @@ def report(out_dir: Path = typer.Argument(..., help="A results directory (with r
     typer.echo(str(path))
 
 
+@app.command()
+def umid(
+    queries: Path = typer.Argument(..., help="Query file (JSONL/CSV/Parquet): id, text (a name or PII string), label."),
+    target: Path = typer.Option(..., "--target", help="CLIP- or CLAP-style model directory (Hugging Face format)."),
+    out: Path = typer.Option(..., "--out", help="Results directory."),
+    restarts: int = typer.Option(8, "--restarts", min=2, help="Independent random restarts per query."),
+    steps: int = typer.Option(60, "--steps", min=1, help="Optimisation steps per restart."),
+    param: str = typer.Option("latent", "--param", help="latent (coarse grid) or pixels (raw pixels/waveform)."),
+    grid: int = typer.Option(4, "--grid", min=1, help="Latent grid size."),
+    reference_size: int = typer.Option(100, "--reference-size", min=10, help="Gibberish reference queries."),
+    template: str = typer.Option(None, "--template", help="Query template with {} (default per model kind)."),
+    control_names: Path = typer.Option(
+        None, "--control-names", help="Held-out non-member names: the name-likeness control's reference."
+    ),
+    media: Path = typer.Option(
+        None, "--media", help="File with each query id's real image/audio: the biometric cosine baseline."
+    ),
+    sequential: bool = typer.Option(False, "--sequential", help="Also run the predecessors' sequential procedure."),
+    seed: int = typer.Option(0, "--seed"),
+    show_queries: bool = typer.Option(False, "--show-queries", help="Show query ids and texts instead of hashes."),
+    cache_dir: Path = typer.Option(None, "--cache-dir", help="Where inversions are cached (default: user cache)."),
+):
+    """Text-only membership audit of a CLIP/CLAP model (UMID): was this name in the training data?"""
+    from mmia.cache import Cache
+    from mmia.errors import InputError
+    from mmia.report import render_report
+    from mmia.results import RunResult, write_results
+    from mmia.umid.audit import SequentialConfig, UmidConfig
+    from mmia.umid.methods import audit_queries, to_results
+
+    if param not in ("latent", "pixels"):
+        raise InputError(f"--param must be 'latent' or 'pixels', not {param!r}")
+    cfg = UmidConfig(restarts=restarts, steps=steps, param=param, grid=grid, reference_size=reference_size,
+                     template=template, seed=seed)
+    seq = None
+    if sequential:
+        seq = SequentialConfig(restarts=restarts, steps=steps, reference_size=reference_size, seed=seed)
+    with Cache(cache_dir) as cache:
+        res = audit_queries(queries, target, cfg, control_names=control_names, media=media, sequential=seq,
+                            cache=cache)
+    section, table = to_results(res, name="umid", queries=queries, target=target, show_queries=show_queries,
+                                settings={"umid": cfg.model_dump()})
+    run = RunResult(**section.model_dump(), settings={"umid": cfg.model_dump()})
+    write_results(out, run, table)
+    render_report(out)
+    for e in run.attacks:
+        if e.auc is not None:
+            typer.echo(f"{e.name:34s} AUC {e.auc:.3f}  TPR@1%FPR {e.tpr_at_fpr.get('0.01', 0):.3f}")
+    typer.echo(str(out / "report.html"))
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr and their exit status."""
     try:

@@ -1,0 +1,226 @@
+"""The UMID audit as an importable API: queries + a contrastive model -> scores and entries.
+
+`audit_queries` runs, on one query file:
+- `umid`: batched inversion, signals, directional PyOD ensemble fit on a gibberish reference;
+  also its two-sided variant and each raw signal (oriented by hypothesis) as diagnostics;
+- `umid-name-control` (optional): the same signals with held-out non-member names as the
+  reference, evaluated only on queries whose text is not among those names;
+- `umid-media-cosine` (optional): cosine of the query's caption with the person's real media
+  (the biometric access UMID does without);
+- `umid-sequential` (optional): the predecessors' procedure: pixel/waveform inversion, restarts
+  one at a time, 10-character gibberish, two-sided IForest/LOF/OCSVM majority vote.
+Inversions are cached per query text (mmia.cache), so an interrupted audit resumes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from mmia.data.ids import short_hash, stable_seed
+from mmia.umid.decide import DETECTORS, PREDECESSOR_DETECTORS, fit_reference, score_queries
+from mmia.umid.gibberish import GENERATORS, gibberish
+from mmia.umid.invert import InversionSettings, invert
+from mmia.umid.signals import SIGNAL_NAMES, SIGNALS, compute_signals, oriented
+
+CACHE_VERSION = "umid-1"
+DEFAULT_TEMPLATES = {"clip": "a photo of {}", "clap": "the voice of {}"}
+
+
+class UmidConfig(BaseModel):
+    """Settings of the UMID audit (defaults: the testbed-validated choices)."""
+
+    restarts: int = Field(8, ge=2, description="independent random restarts per query")
+    steps: int = Field(60, ge=1, description="optimisation steps per restart")
+    param: Literal["latent", "pixels"] = Field("latent", description="latent grid, or raw pixels/waveform")
+    grid: int = Field(4, ge=1, le=64, description="latent grid size (g x g)")
+    lr: float | None = Field(None, gt=0, description="Adam step size; default 0.1 latent, 0.05 raw")
+    template: str | None = Field(None, description="query template with {}; default per model kind")
+    reference_size: int = Field(100, ge=10, description="number of gibberish reference queries")
+    reference_generators: tuple[str, ...] = GENERATORS
+    detectors: tuple[str, ...] = DETECTORS
+    contamination: float = Field(0.05, gt=0, lt=0.5, description="reference quantile of the vote threshold")
+    seed: int = 0
+    batch_size: int = Field(32, ge=1, description="queries optimised together (x restarts)")
+
+    def settings(self) -> InversionSettings:
+        lr = self.lr if self.lr is not None else (0.1 if self.param == "latent" else 0.05)
+        return InversionSettings(restarts=self.restarts, steps=self.steps, lr=lr, param=self.param, grid=self.grid)
+
+
+class SequentialConfig(BaseModel):
+    """The predecessors' procedure (TUNI for CLIP, USMID for CLAP), restarts run one by one.
+
+    Their step counts (2000 SGD steps on CLIP pixels) are cut to `steps` to stay affordable;
+    their restarts shared one start, which we replace with independent starts (else the
+    variability signal is zero by construction).
+    """
+
+    restarts: int = Field(8, ge=2)
+    steps: int = Field(60, ge=1)
+    reference_size: int = Field(100, ge=10)
+    seed: int = 0
+
+    def settings(self, kind: str) -> InversionSettings:
+        if kind == "clip":  # TUNI: SGD lr 0.02 on pixels
+            return InversionSettings(self.restarts, self.steps, 0.02, "pixels", optimizer="sgd")
+        return InversionSettings(self.restarts, self.steps, 0.03, "pixels", optimizer="adam")  # USMID: Adam(W)
+
+
+@dataclass
+class SignalSet:
+    texts: list[str]
+    signals: np.ndarray  # (n, k)
+    seconds: float
+    cos: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+
+def run_inversions(
+    target,
+    texts: list[str],
+    template: str,
+    settings: InversionSettings,
+    seed: int,
+    *,
+    cache=None,
+    batch_size: int = 32,
+    sequential: bool = False,
+    description: str = "inverting",
+) -> SignalSet:
+    """Signals of each text: cached per text, computed in batches of `batch_size` queries."""
+    import torch
+
+    from mmia.cache import cached_map, fingerprint_dir, make_key
+    from mmia.progress import progress_bar
+
+    fp = fingerprint_dir(target.path)
+    variant = f"{CACHE_VERSION}|{settings.key()}|seed{seed}|{'seq' if sequential else 'batch'}"
+    keys = [make_key(fp, t, template, "umid-inversion", variant) for t in texts]
+
+    def compute(batch: list[str]):
+        emb = target.embed_texts([template.format(t) for t in batch])
+        seeds = [stable_seed("umid-start", seed, t) for t in batch]
+        with torch.enable_grad():
+            res = invert(target, emb, seeds, settings, sequential=sequential)
+        e = emb.numpy()
+        return [{"z": res["z"][i], "cos": res["cos"][i], "traj": res["traj"][i], "e": e[i]} for i in range(len(batch))]
+
+    t0 = time.time()
+    with progress_bar(description, len(texts), unit="queries") as bar:
+        values = cached_map(cache, keys, texts, compute, batch_size=batch_size, on_batch=bar.advance)
+    seconds = time.time() - t0
+    z = np.stack([v["z"] for v in values])
+    cos = np.stack([v["cos"] for v in values])
+    traj = np.stack([v["traj"] for v in values])
+    e = np.stack([v["e"] for v in values])
+    return SignalSet(list(texts), compute_signals(z, cos, traj, e), seconds, cos)
+
+
+@dataclass
+class MethodScores:
+    """One method's per-query scores plus what the report shows beside them."""
+
+    name: str
+    scores: np.ndarray
+    seconds: float | None = None
+    notes: str = ""
+    params: dict = field(default_factory=dict)
+    votes: np.ndarray | None = None
+    mask: np.ndarray | None = None  # queries this method may be evaluated on (None: all)
+
+
+@dataclass
+class AuditOutput:
+    ids: list[str]
+    texts: list[str]
+    labels: np.ndarray | None
+    methods: list[MethodScores]
+    info: dict
+
+
+def _directional_note(fitted_dirs) -> str:
+    parts = [f"{n} {'higher' if d > 0 else 'lower'}" for n, d in zip(SIGNAL_NAMES, fitted_dirs, strict=True)]
+    return "member = " + ", ".join(parts) + " than the reference"
+
+
+def umid_scores(
+    target, texts: list[str], config: UmidConfig, *, cache=None, reference_texts: list[str] | None = None,
+    label: str = "umid", with_diagnostics: bool = True,
+) -> tuple[list[MethodScores], dict]:
+    """UMID on `texts`; the reference is gibberish unless `reference_texts` is given (the control)."""
+    template = config.template or DEFAULT_TEMPLATES[target.kind]
+    st = config.settings()
+    q = run_inversions(target, texts, template, st, config.seed, cache=cache, batch_size=config.batch_size,
+                       description=f"{label}: queries")
+    ref_texts = reference_texts or gibberish(config.reference_size, config.seed, config.reference_generators)
+    ref = run_inversions(target, ref_texts, template, st, config.seed, cache=cache, batch_size=config.batch_size,
+                         description=f"{label}: reference")
+    dirs = [SIGNALS[n][0] for n in SIGNAL_NAMES]
+    t0 = time.time()
+    fitted = fit_reference(ref.signals, dirs, directional=True, detectors=config.detectors,
+                           contamination=config.contamination, seed=config.seed)
+    dec = score_queries(fitted, q.signals)
+    per_query = (q.seconds + ref.seconds + time.time() - t0) / max(1, len(texts))
+    params = {"settings": st.key(), "template": template, "reference": "gibberish" if reference_texts is None
+              else "non-member names", "n_reference": len(ref_texts), "detectors": list(config.detectors)}
+    out = [MethodScores(label, dec.score, seconds=q.seconds + ref.seconds, votes=dec.member,
+                        notes=_directional_note(dirs), params=params | {"per_query_seconds": per_query})]
+    info = {
+        "reference_signal_means": dict(zip(SIGNAL_NAMES, ref.signals.mean(0).round(4).tolist(), strict=True)),
+        "query_signal_means": dict(zip(SIGNAL_NAMES, q.signals.mean(0).round(4).tolist(), strict=True)),
+        "per_query_seconds": per_query,
+        "votes_per_detector": {n: dec.votes[:, i] for i, n in enumerate(fitted.detectors)},
+    }
+    if with_diagnostics:
+        two = score_queries(
+            fit_reference(ref.signals, dirs, directional=False, detectors=config.detectors,
+                          contamination=config.contamination, seed=config.seed),
+            q.signals,
+        )
+        out.append(MethodScores(f"{label}:two-sided", two.score, votes=two.member,
+                                notes="two-sided ensemble: any deviation from the reference counts as member"))
+        ori = oriented(q.signals)
+        for j, n in enumerate(SIGNAL_NAMES):
+            d, what = SIGNALS[n]
+            out.append(MethodScores(f"{label}:{n}", ori[:, j],
+                                    notes=f"{what}; scored {'as is' if d > 0 else 'negated'} "
+                                    f"(hypothesis: {'higher' if d > 0 else 'lower'} = member)"))
+    return out, info
+
+
+def sequential_scores(target, texts: list[str], config: SequentialConfig, *, cache=None) -> MethodScores:
+    """The predecessors' pipeline with restarts run one at a time."""
+    template = DEFAULT_TEMPLATES[target.kind]
+    st = config.settings(target.kind)
+    q = run_inversions(target, texts, template, st, config.seed, cache=cache, sequential=True,
+                       description="sequential baseline: queries")
+    ref_texts = gibberish(config.reference_size, config.seed, ("chars",))
+    ref = run_inversions(target, ref_texts, template, st, config.seed, cache=cache, sequential=True,
+                         description="sequential baseline: reference")
+    cols = [SIGNAL_NAMES.index("similarity"), SIGNAL_NAMES.index("variability")]
+    fitted = fit_reference(ref.signals[:, cols], [1, -1], directional=False, detectors=PREDECESSOR_DETECTORS,
+                           seed=config.seed)
+    dec = score_queries(fitted, q.signals[:, cols])
+    return MethodScores("umid-sequential", dec.score, seconds=q.seconds + ref.seconds, votes=dec.member,
+                        notes="predecessors: raw-input inversion, restarts one by one, 10-character gibberish, "
+                        "two-sided IForest/LOF/OCSVM on (similarity, variability)",
+                        params={"settings": st.key(), "per_query_seconds": (q.seconds + ref.seconds) / len(texts)})
+
+
+def media_cosine_scores(target, captions: list[str], media: list[Path]) -> MethodScores:
+    """Cosine of each query's caption with the person's real image/audio (biometric access)."""
+    t0 = time.time()
+    te = target.embed_texts(captions)
+    me = target.embed_media_files(media)
+    return MethodScores("umid-media-cosine", (te * me).sum(-1).numpy().astype(np.float64),
+                        seconds=time.time() - t0,
+                        notes="uses the person's real photo/voice: what biometric access buys")
+
+
+def hashed_ids(ids: list[str], show: bool) -> list[str]:
+    return list(ids) if show else [short_hash(i) for i in ids]

@@ -1,0 +1,186 @@
+"""UMID's registered methods, the audit of a query file, and its `mmia demo` step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mmia.attacks.registry import register_attack, register_demo_step
+from mmia.errors import InputError
+from mmia.umid.audit import (
+    AuditOutput,
+    MethodScores,
+    SequentialConfig,
+    UmidConfig,
+    hashed_ids,
+    media_cosine_scores,
+    sequential_scores,
+    umid_scores,
+)
+
+UMID_PAPER = "Membership Inference for Contrastive Pre-training Models with Text-only PII Queries, arXiv 2603.14222"
+PREDECESSORS = ("TUNI (Rosy0912/TUNI, CLIP) and USMID (YiNakaD/CLAP_MIA, CLAP), predecessors of UMID "
+                "(arXiv 2603.14222)")
+CSA_PAPER = "Ko et al., Practical Membership Inference Attacks Against Large-Scale Multi-Modal Models, ICCV 2023"
+
+
+@register_attack("umid", family="text-only", target_kinds=("clip", "clap"), paper=UMID_PAPER, config=UmidConfig)
+def run_umid(target, texts: list[str], config: UmidConfig, cache=None) -> list[MethodScores]:
+    """UMID (arXiv 2603.14222): batched inversion, gibberish reference, directional PyOD ensemble."""
+    return umid_scores(target, texts, config, cache=cache)[0]
+
+
+@register_attack("umid-name-control", family="text-only", target_kinds=("clip", "clap"), paper=UMID_PAPER,
+                 config=UmidConfig, needs_labels=True)
+def run_name_control(target, texts: list[str], config: UmidConfig, reference_names: list[str],
+                     cache=None) -> MethodScores:
+    """UMID (arXiv 2603.14222) with held-out non-member names as the reference: the name-likeness control."""
+    scores, _ = umid_scores(target, texts, config, cache=cache, reference_texts=reference_names,
+                            label="umid-name-control", with_diagnostics=False)
+    held = {n.strip().lower() for n in reference_names}
+    scores[0].mask = np.array([t.strip().lower() not in held for t in texts])
+    return scores[0]
+
+
+@register_attack("umid-sequential", family="text-only", target_kinds=("clip", "clap"), paper=PREDECESSORS,
+                 config=SequentialConfig)
+def run_sequential(target, texts: list[str], config: SequentialConfig, cache=None) -> MethodScores:
+    """The predecessors' procedure (TUNI/USMID, before UMID arXiv 2603.14222): sequential restarts."""
+    return sequential_scores(target, texts, config, cache=cache)
+
+
+@register_attack("umid-media-cosine", family="contrastive", target_kinds=("clip", "clap"), paper=CSA_PAPER,
+                 modalities=("image", "audio"))
+def run_media_cosine(target, captions: list[str], media: list[Path]) -> MethodScores:
+    """Cosine-similarity attack (Ko et al., ICCV 2023) with the person's real media: biometric access."""
+    return media_cosine_scores(target, captions, media)
+
+
+def _load_queries(path: Path):
+    from mmia.data import load_dataset
+
+    ds = load_dataset(path)
+    bad = [s for s in ds.samples if not (s.text or "").strip()]
+    if bad:
+        raise InputError("a query needs a non-empty 'text' (the name or PII string)", path, bad[0].row)
+    return ds
+
+
+def audit_queries(
+    queries: Path,
+    target_dir: Path,
+    config: UmidConfig | None = None,
+    *,
+    control_names: Path | None = None,
+    media: Path | None = None,
+    sequential: SequentialConfig | None = None,
+    cache=None,
+) -> AuditOutput:
+    """Run UMID (and the controls and baselines whose inputs are given) on a query file."""
+    import torch
+
+    from mmia.umid.target import ContrastiveTarget
+
+    torch.set_num_threads(1) if torch.get_num_threads() > 2 else None
+    config = config or UmidConfig()
+    ds = _load_queries(queries)
+    ids = [s.id for s in ds.samples]
+    texts = [s.text.strip() for s in ds.samples]
+    labels = None
+    if all(s.label is not None for s in ds.samples):
+        labels = np.array([s.label for s in ds.samples], dtype=np.int64)
+    target = ContrastiveTarget(target_dir)
+    methods, info = umid_scores(target, texts, config, cache=cache)
+    info = {k: v for k, v in info.items() if k != "votes_per_detector"}
+    if control_names is not None:
+        ref = [s.text.strip() for s in _load_queries(control_names).samples]
+        methods.append(run_name_control(target, texts, config, ref, cache=cache))
+    if media is not None:
+        mds = _load_media(media, target.kind)
+        by_id = {s.id: s for s in mds.samples}
+        missing = [i for i in ids if i not in by_id]
+        if missing:
+            raise InputError(f"has no media row for query id '{missing[0]}' ({len(missing)} missing)", media)
+        rows = [by_id[i] for i in ids]
+        paths = [r.image if target.kind == "clip" else r.audio for r in rows]
+        methods.append(run_media_cosine(target, [r.text or t for r, t in zip(rows, texts, strict=True)], paths))
+    if sequential is not None:
+        methods.append(run_sequential(target, texts, sequential, cache=cache))
+    info["target_kind"] = target.kind
+    return AuditOutput(ids=ids, texts=texts, labels=labels, methods=methods, info=info)
+
+
+def _load_media(path: Path, kind: str):
+    from mmia.data import load_dataset
+
+    ds = load_dataset(path)
+    field = "image" if kind == "clip" else "audio"
+    for s in ds.samples:
+        if getattr(s, field) is None:
+            raise InputError(f"a media row needs an '{field}' for a {kind.upper()} target", path, s.row)
+    return ds
+
+
+def to_results(out: AuditOutput, *, name: str, queries: Path, target: Path, show_queries: bool = False,
+               settings: dict | None = None):
+    """An AuditOutput as a results Section and ScoreTable (hashed ids unless show_queries)."""
+    from mmia.attacks.registry import find_attack
+    from mmia.results import AttackEntry, DatasetInfo, ScoreTable, Section
+
+    shown = hashed_ids(out.ids, show_queries)
+    table = ScoreTable(shown, out.labels, section=name)
+    entries = []
+    for m in out.methods:
+        table.add(m.name, m.scores)
+        if m.votes is not None:
+            table.add(f"{m.name}:vote", m.votes.astype(np.float64))
+        base = m.name.split(":")[0]
+        spec = find_attack(base)
+        extra = dict(notes=m.notes, params=m.params, paper=spec.paper if spec else None)
+        if out.labels is None:
+            entries.append(AttackEntry(name=m.name, seconds=m.seconds, **extra))
+            continue
+        keep = np.ones(len(shown), bool) if m.mask is None else m.mask
+        y, s = out.labels[keep], m.scores[keep]
+        if m.mask is not None:
+            extra["params"] = dict(extra["params"], n_evaluated=int(keep.sum()), n_excluded=int((~keep).sum()))
+        if m.votes is not None:
+            v = m.votes[keep]
+            extra["vote_tpr"] = float(v[y == 1].mean()) if (y == 1).any() else None
+            extra["vote_fpr"] = float(v[y == 0].mean()) if (y == 0).any() else None
+        entries.append(AttackEntry.from_scores(m.name, y, s, seconds=m.seconds, **extra))
+    n1 = int(out.labels.sum()) if out.labels is not None else 0
+    n0 = int(len(out.labels) - n1) if out.labels is not None else 0
+    section = Section(
+        name=name, command="umid", target=str(target), attacks=entries,
+        dataset=DatasetInfo(path=str(queries), n_members=n1, n_nonmembers=n0, n_samples=len(out.ids)),
+        notes="UMID scores: higher = member. Directional: member = more aligned / more consistent than the "
+        "reference; the two-sided variant and each raw signal are shown to tell which way each points.",
+        signal_summary=out.info, settings=settings or {},
+    )
+    if show_queries:
+        section.queries = [{"id": i, "text": t} for i, t in zip(out.ids, out.texts, strict=True)]
+    return section, table
+
+
+@register_demo_step("umid", order=40)
+def demo_step(testbed, ctx):
+    """Audit the clip-identities and clap-voices testbeds with UMID, its controls and baselines."""
+    from mmia.cache import Cache
+
+    if testbed.name not in ("clip-identities", "clap-voices"):
+        return []
+    cfg = UmidConfig(seed=ctx.seed, **({"steps": 10, "reference_size": 20, "restarts": 3} if ctx.quick else {}))
+    seq = SequentialConfig(seed=ctx.seed, **({"steps": 5, "reference_size": 20, "restarts": 2} if ctx.quick else {}))
+    media_split = "photos" if testbed.name == "clip-identities" else "recordings"
+    with Cache(Path(ctx.cache_dir)) as cache:
+        out = audit_queries(
+            testbed.splits["queries"], testbed.targets["target"], cfg,
+            control_names=testbed.splits.get("calibration"), media=testbed.splits.get(media_split),
+            sequential=seq, cache=cache,
+        )
+    section, table = to_results(out, name=f"{testbed.name}: umid", queries=testbed.splits["queries"],
+                                target=testbed.targets["target"], settings={"umid": cfg.model_dump(),
+                                                                            "sequential": seq.model_dump()})
+    return [(section, table)]
