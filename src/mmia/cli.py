@@ -114,7 +114,7 @@ def umid(
                             cache=cache)
     section, table = to_results(res, name="umid", queries=queries, target=target, show_queries=show_queries,
                                 settings={"umid": cfg.model_dump()})
-    run = RunResult(**section.model_dump(), settings={"umid": cfg.model_dump()})
+    run = RunResult(**section.model_dump())
     write_results(out, run, table)
     render_report(out)
     for e in run.attacks:

@@ -1,0 +1,135 @@
+"""Miniature clip-identities / clap-voices testbeds, inversion on them, and `mmia umid` end to end."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mmia.cli import app
+from mmia.testbeds.base import Testbed as Bed
+from mmia.testbeds.base import list_testbeds
+from mmia.umid.invert import InversionSettings, invert
+from mmia.umid.target import ContrastiveTarget
+
+
+@pytest.fixture(scope="module")
+def clip_tb(tmp_path_factory) -> Bed:
+    from mmia.testbeds.clip_identities import build_clip_identities
+
+    return build_clip_identities(tmp_path_factory.mktemp("clip"), seed=0, quick=True)
+
+
+@pytest.fixture(scope="module")
+def clap_tb(tmp_path_factory) -> Bed:
+    from mmia.testbeds.clap_voices import build_clap_voices
+
+    return build_clap_voices(tmp_path_factory.mktemp("clap"), seed=0, quick=True)
+
+
+def test_registered():
+    names = {t.name for t in list_testbeds()}
+    assert {"clip-identities", "clap-voices"} <= names
+
+
+@pytest.mark.parametrize("which", ["clip_tb", "clap_tb"])
+def test_manifest_and_name_splits(which, request):
+    tb = request.getfixturevalue(which)
+    m = tb.manifest
+    members, ev, cal = set(m["members"]), set(m["nonmembers_eval"]), set(m["nonmembers_calibration"])
+    assert members and ev and cal
+    assert not (members & ev) and not (members & cal) and not (ev & cal)
+    rows = [json.loads(line) for line in tb.splits["queries"].read_text().splitlines()]
+    assert {r["text"] for r in rows if r["label"] == 1} == members
+    assert {r["text"] for r in rows if r["label"] == 0} == ev
+    assert (tb.targets["target"] / "model.safetensors").exists()
+    sig = m["build_time_signal"]
+    assert 0.0 <= next(iter(sig.values())) <= 1.0
+    assert m["training"]["steps"] > 0
+
+
+def test_clip_processor_matches_training_normalisation(clip_tb):
+    from PIL import Image
+
+    t = ContrastiveTarget(clip_tb.targets["target"])
+    img = next((clip_tb.root / "photos").glob("*.png"))
+    arr = np.asarray(Image.open(img).convert("RGB"), dtype=np.float32) / 255.0
+    via_proc = t.embed_media_files([img])
+    direct = t.embed_pixels01(torch.from_numpy(arr.transpose(2, 0, 1).copy())[None])
+    assert torch.allclose(via_proc, direct, atol=1e-5)
+
+
+def test_clap_torch_logmel_matches_feature_extractor(clap_tb):
+    from mmia.data.media import load_audio
+
+    t = ContrastiveTarget(clap_tb.targets["target"])
+    wav = next((clap_tb.root / "recordings").glob("*.wav"))
+    w = load_audio(wav, 16000)
+    ref = np.asarray(t.processor.feature_extractor([w], sampling_rate=16000, return_tensors="np")["input_features"])
+    mine = t.logmel(torch.from_numpy(w)[None]).numpy()
+    assert np.abs(ref[0, 0] - mine[0]).max() < 1e-3
+
+
+@pytest.mark.parametrize("which,param", [("clip_tb", "latent"), ("clip_tb", "pixels"), ("clap_tb", "latent"),
+                                         ("clap_tb", "pixels")])
+def test_restarts_differ_and_batched_equals_sequential(which, param, request):
+    tb = request.getfixturevalue(which)
+    t = ContrastiveTarget(tb.targets["target"])
+    emb = t.embed_texts(["Anna Kowalska", "Jean Dupont"])
+    st = InversionSettings(restarts=3, steps=4, lr=0.1, param=param, grid=4)
+    batched = invert(t, emb, [1, 2], st)
+    assert batched["z"].shape[:2] == (2, 3)
+    for q in range(2):  # the R final embeddings of one query are not copies of one another
+        z = batched["z"][q]
+        assert min(np.abs(z[i] - z[j]).max() for i in range(3) for j in range(i + 1, 3)) > 1e-4
+    seq = invert(t, emb, [1, 2], st, sequential=True)
+    assert np.allclose(batched["cos"], seq["cos"], atol=1e-4)
+
+
+def _run(args):
+    return CliRunner().invoke(app, args, catch_exceptions=False)
+
+
+@pytest.mark.parametrize("which,media", [("clip_tb", "photos"), ("clap_tb", "recordings")])
+def test_cli_end_to_end(which, media, request, tmp_path):
+    tb = request.getfixturevalue(which)
+    out = tmp_path / "out"
+    res = _run([
+        "--quiet", "umid", str(tb.splits["queries"]), "--target", str(tb.targets["target"]), "--out", str(out),
+        "--restarts", "2", "--steps", "3", "--reference-size", "10", "--control-names", str(tb.splits["calibration"]),
+        "--media", str(tb.splits[media]), "--sequential", "--cache-dir", str(tmp_path / "cache"),
+    ])
+    assert res.exit_code == 0, res.output
+    result = json.loads((out / "results.json").read_text())
+    names = {a["name"] for a in result["attacks"]}
+    assert {"umid", "umid:two-sided", "umid:similarity", "umid:variability", "umid-name-control",
+            "umid-media-cosine", "umid-sequential"} <= names
+    for a in result["attacks"]:
+        assert 0.0 <= a["auc"] <= 1.0 and "0.01" in a["tpr_at_fpr"]
+    control = next(a for a in result["attacks"] if a["name"] == "umid-name-control")
+    assert control["params"]["n_excluded"] == 0  # no query text is among the control's reference names
+    scores = pd.read_parquet(out / "scores.parquet")
+    query_ids = [json.loads(line)["id"] for line in tb.splits["queries"].read_text().splitlines()]
+    assert not set(scores["id"]) & set(query_ids)  # hashed
+    html = (out / "report.html").read_text()
+    assert all(q not in html for q in query_ids)
+    assert all(n not in html for n in tb.manifest["members"])
+    # a rerun reads the cached inversions and gives identical scores
+    res2 = _run(["--quiet", "umid", str(tb.splits["queries"]), "--target", str(tb.targets["target"]), "--out",
+                 str(tmp_path / "out2"), "--restarts", "2", "--steps", "3", "--reference-size", "10",
+                 "--show-queries", "--cache-dir", str(tmp_path / "cache")])
+    assert res2.exit_code == 0, res2.output
+    again = pd.read_parquet(tmp_path / "out2" / "scores.parquet")
+    assert set(again["id"]) == set(query_ids)
+    assert np.allclose(again["umid"].to_numpy(), scores["umid"].to_numpy())
+
+
+def test_cli_bad_query_row(clip_tb, tmp_path):
+    bad = tmp_path / "q.jsonl"
+    bad.write_text('{"id": "a", "text": "Anna Kowalska", "label": 1}\n{"id": "b", "text": "  ", "label": 0}\n')
+    res = CliRunner().invoke(app, ["umid", str(bad), "--target", str(clip_tb.targets["target"]), "--out",
+                                   str(tmp_path / "o")])
+    assert res.exit_code != 0
+    assert isinstance(res.exception, Exception) and "row 2" in str(res.exception)
