@@ -42,15 +42,17 @@ def test_signals_known_answers():
     z = np.tile(np.array([0.6, 0.8, 0.0]), (1, 4, 1))
     cos = np.array([[0.6, 0.6, 0.6, 0.6]])
     traj = np.array([[[0.1, 0.3, 0.5, 0.6]] * 4])
-    s = dict(zip(SIGNAL_NAMES, compute_signals(z, cos, traj, text)[0], strict=True))
+    anchors = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    s = dict(zip(SIGNAL_NAMES, compute_signals(z, cos, traj, text, anchors)[0], strict=True))
     assert s["similarity"] == pytest.approx(0.6)
     assert s["variability"] == pytest.approx(0.0)
     assert s["early_similarity"] == pytest.approx(0.3)
     assert s["best_similarity"] == pytest.approx(0.6)
     assert s["centroid_alignment"] == pytest.approx(0.6)
+    assert s["specificity"] == pytest.approx(0.6 - (0.0 + 0.8) / 2)
     # two opposite embeddings: each is at distance 1 from their mean (the origin)
     z2 = np.array([[[0.0, 1.0, 0.0], [0.0, -1.0, 0.0]]])
-    s2 = compute_signals(z2, np.zeros((1, 2)), np.zeros((1, 2, 2)), text)[0]
+    s2 = compute_signals(z2, np.zeros((1, 2)), np.zeros((1, 2, 2)), text, anchors)[0]
     assert s2[SIGNAL_NAMES.index("variability")] == pytest.approx(1.0)
     # orientation: variability is negated (lower = member), similarity kept
     o = oriented(np.array([[1.0] * len(SIGNAL_NAMES)]))[0]

@@ -126,7 +126,9 @@ def build_clap_voices(out_dir: Path, *, seed: int = 0, quick: bool = False, **ov
     def batch_fn(idx):
         t = torch.as_tensor(idx)
         a = model.get_audio_features(input_features=feats[t])
-        txt = model.get_text_features(input_ids=enc["input_ids"][t], attention_mask=enc["attention_mask"][t])
+        length = int(enc["attention_mask"][t].sum(1).max())  # pad to the batch's longest, not to text_len
+        txt = model.get_text_features(input_ids=enc["input_ids"][t, :length],
+                                      attention_mask=enc["attention_mask"][t, :length])
         return _pooled(a), _pooled(txt)
 
     total = s["epochs"] * int(np.ceil(len(waves) / s["batch_size"]))

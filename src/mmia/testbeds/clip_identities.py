@@ -36,8 +36,8 @@ CAPTION_TEMPLATES = (
 QUERY_TEMPLATE = "a photo of {}"
 
 FULL = dict(
-    n_members=100, n_calibration=100, n_eval_nonmembers=100, images_per_member=12, n_generic=800,
-    image_size=32, patch_size=4, width=96, layers=3, heads=4, text_len=40, vocab=1500,
+    n_members=100, n_calibration=100, n_eval_nonmembers=100, images_per_member=10, n_generic=500,
+    image_size=32, patch_size=8, width=96, layers=2, heads=4, text_len=32, vocab=1500,
     epochs=40, batch_size=100, lr=2e-3, tokenizer_names=4000,
 )
 QUICK = dict(
@@ -149,7 +149,9 @@ def build_clip_identities(out_dir: Path, *, seed: int = 0, quick: bool = False, 
     def batch_fn(idx):
         t = torch.as_tensor(idx)
         img = model.get_image_features(pixel_values=pix[t])
-        txt = model.get_text_features(input_ids=enc["input_ids"][t], attention_mask=enc["attention_mask"][t])
+        length = int(enc["attention_mask"][t].sum(1).max())  # pad to the batch's longest, not to text_len
+        txt = model.get_text_features(input_ids=enc["input_ids"][t, :length],
+                                      attention_mask=enc["attention_mask"][t, :length])
         return _pooled(img), _pooled(txt)
 
     total = s["epochs"] * int(np.ceil(len(images) / s["batch_size"]))

@@ -16,12 +16,19 @@ SIGNALS: dict[str, tuple[int, str]] = {
     "early_similarity": (+1, "mean cosine after the first quarter of the steps (ease of inversion)"),
     "best_similarity": (+1, "highest final cosine over restarts"),
     "centroid_alignment": (+1, "cosine between the normalised mean inverted embedding and the query"),
+    "specificity": (+1, "final cosine to the query minus mean cosine to fixed anchor texts (pseudo-words)"),
 }
 SIGNAL_NAMES = tuple(SIGNALS)
 
 
-def compute_signals(z: np.ndarray, cos: np.ndarray, traj: np.ndarray, text_emb: np.ndarray) -> np.ndarray:
-    """(Q, len(SIGNALS)) matrix from z (Q, R, d), cos (Q, R), traj (Q, R, C), text_emb (Q, d)."""
+def compute_signals(
+    z: np.ndarray, cos: np.ndarray, traj: np.ndarray, text_emb: np.ndarray, anchors: np.ndarray
+) -> np.ndarray:
+    """(Q, len(SIGNALS)) matrix from z (Q, R, d), cos (Q, R), traj (Q, R, C), text_emb (Q, d).
+
+    `anchors` (m, d): normalised embeddings of fixed texts that are no query (a seeded list of
+    pseudo-words); an inversion that matches its query but not these is specific to the query.
+    """
     z = np.asarray(z, dtype=np.float64)
     mean = z.mean(1)
     dispersion = np.linalg.norm(z - mean[:, None], axis=-1).mean(1)
@@ -33,6 +40,7 @@ def compute_signals(z: np.ndarray, cos: np.ndarray, traj: np.ndarray, text_emb: 
         "early_similarity": early.mean(1),
         "best_similarity": cos.max(1),
         "centroid_alignment": (centre * np.asarray(text_emb, dtype=np.float64)).sum(-1),
+        "specificity": (cos - (z @ np.asarray(anchors, dtype=np.float64).T).mean(-1)).mean(1),
     }
     return np.stack([cols[k] for k in SIGNAL_NAMES], axis=1)
 
