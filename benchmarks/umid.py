@@ -6,10 +6,10 @@ Measures, side by side in one run and on the same queries and settings:
 and prints the per-query seconds of each, their ratio, and that both reach the same cosines
 (Adam is elementwise, so batching changes speed, not results).
 
-    .venv/bin/python benchmarks/umid.py [--target DIR] [--queries N] [--seq-queries M]
+    .venv/bin/python benchmarks/umid.py [--testbed DIR | --target DIR] [--queries N] [--seq-queries M]
 
-Without --target the full clip-identities testbed is built (a few minutes) into
-.mmia-bench/clip-identities and reused afterwards.
+Without --target the full clip-identities testbed is built (a few minutes) into --testbed
+(default .mmia-bench/clip-identities) and reused afterwards.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import torch
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", type=Path, help="a CLIP/CLAP model directory (default: the clip-identities testbed)")
+    ap.add_argument("--testbed", type=Path, default=Path(".mmia-bench/clip-identities"),
+                    help="clip-identities testbed directory, built there if missing")
     ap.add_argument("--queries", type=int, default=64, help="queries timed in batched mode")
     ap.add_argument("--seq-queries", type=int, default=8, help="queries timed in both modes (the ratio)")
     ap.add_argument("--threads", type=int, default=1)
@@ -41,7 +43,7 @@ def main() -> None:
     target_dir = args.target
     names: list[str]
     if target_dir is None:
-        root = Path(".mmia-bench/clip-identities")
+        root = args.testbed
         if not (root / "manifest.json").exists():
             from mmia.testbeds.clip_identities import build_clip_identities
 

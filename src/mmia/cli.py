@@ -79,7 +79,7 @@ def umid(
     out: Path = typer.Option(..., "--out", help="Results directory."),
     restarts: int = typer.Option(8, "--restarts", min=2, help="Independent random restarts per query."),
     steps: int = typer.Option(60, "--steps", min=1, help="Optimisation steps per restart."),
-    param: str = typer.Option("latent", "--param", help="latent (coarse grid) or pixels (raw pixels/waveform)."),
+    param: str = typer.Option("pixels", "--param", help="pixels (raw pixels/waveform) or latent (coarse grid)."),
     grid: int = typer.Option(4, "--grid", min=1, help="Latent grid size."),
     reference_size: int = typer.Option(100, "--reference-size", min=10, help="Gibberish reference queries."),
     template: str = typer.Option(None, "--template", help="Query template with {} (default per model kind)."),

@@ -29,7 +29,8 @@ from mmia.umid.invert import InversionSettings, invert
 from mmia.umid.signals import SIGNAL_NAMES, SIGNALS, compute_signals, oriented
 
 CACHE_VERSION = "umid-1"
-DEFAULT_TEMPLATES = {"clip": "a photo of {}", "clap": "the voice of {}"}
+# The query as given (a bare name): it assumes nothing about the training captions' wording.
+DEFAULT_TEMPLATES = {"clip": "{}", "clap": "{}"}
 
 
 class UmidConfig(BaseModel):
@@ -37,7 +38,7 @@ class UmidConfig(BaseModel):
 
     restarts: int = Field(8, ge=2, description="independent random restarts per query")
     steps: int = Field(60, ge=1, description="optimisation steps per restart")
-    param: Literal["latent", "pixels"] = Field("latent", description="latent grid, or raw pixels/waveform")
+    param: Literal["latent", "pixels"] = Field("pixels", description="raw pixels/waveform, or a coarse latent grid")
     grid: int = Field(4, ge=1, le=64, description="latent grid size (g x g)")
     lr: float | None = Field(None, gt=0, description="Adam step size; default 0.1 latent, 0.05 raw")
     template: str | None = Field(None, description="query template with {}; default per model kind")
