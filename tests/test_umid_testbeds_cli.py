@@ -133,3 +133,20 @@ def test_cli_bad_query_row(clip_tb, tmp_path):
                                    str(tmp_path / "o")])
     assert res.exit_code != 0
     assert isinstance(res.exception, Exception) and "row 2" in str(res.exception)
+
+
+def test_registry_and_demo_step(clip_tb, tmp_path):
+    from mmia.attacks.registry import list_attacks, list_demo_steps
+    from mmia.testbeds.base import DemoContext
+    from mmia.umid.methods import demo_step
+
+    names = {s.name for s in list_attacks(target_kind="clip")}
+    assert {"umid", "umid-name-control", "umid-sequential", "umid-media-cosine"} <= names
+    assert all("2603.14222" in s.paper for s in list_attacks(family="text-only"))
+    assert "umid" in {s.name for s in list_demo_steps()}
+    ctx = DemoContext(out_dir=tmp_path, cache_dir=tmp_path / "cache", seed=0, quick=True)
+    [(section, table)] = demo_step(clip_tb, ctx)
+    got = {a.name for a in section.attacks}
+    assert {"umid", "umid-name-control", "umid-media-cosine", "umid-sequential"} <= got
+    assert set(table.columns) >= got
+    assert demo_step(type(clip_tb)(name="other", root=tmp_path, target_kind=None, modalities=()), ctx) == []

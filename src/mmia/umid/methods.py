@@ -149,6 +149,9 @@ def to_results(out: AuditOutput, *, name: str, queries: Path, target: Path, show
             v = m.votes[keep]
             extra["vote_tpr"] = float(v[y == 1].mean()) if (y == 1).any() else None
             extra["vote_fpr"] = float(v[y == 0].mean()) if (y == 0).any() else None
+            if extra["vote_tpr"] is not None and extra["vote_fpr"] is not None:
+                extra["notes"] = (f"{extra['notes']}. Majority vote at the reference's 95th percentile: "
+                                  f"TPR {extra['vote_tpr']:.2f}, FPR {extra['vote_fpr']:.2f}")
         entries.append(AttackEntry.from_scores(m.name, y, s, seconds=m.seconds, **extra))
     n1 = int(out.labels.sum()) if out.labels is not None else 0
     n0 = int(len(out.labels) - n1) if out.labels is not None else 0

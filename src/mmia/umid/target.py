@@ -41,8 +41,12 @@ class ContrastiveTarget:
     """A loaded CLIPModel or ClapModel with its processor, in eval mode, gradients off for weights."""
 
     def __init__(self, model_dir: str | Path):
-        from mmia import offline
+        from mmia import offline, progress
 
+        if progress.is_quiet():
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
         model_dir = Path(model_dir)
         offline.resolve_model_dir(model_dir, "target")
         cfg_path = model_dir / "config.json"
