@@ -82,7 +82,8 @@ def audit_queries(
 
     from mmia.umid.target import ContrastiveTarget
 
-    torch.set_num_threads(1) if torch.get_num_threads() > 2 else None
+    if torch.get_num_threads() > 2:  # many threads on a shared CPU are slower than one (TRANSFORMERS-NOTES)
+        torch.set_num_threads(1)
     config = config or UmidConfig()
     ds = _load_queries(queries)
     ids = [s.id for s in ds.samples]
