@@ -311,7 +311,7 @@ def render_scene(scene: Scene, image_size: int = 64, n_frames: int = 1) -> list[
     frames = []
     for t in range(n_frames):
         img = bg.copy()
-        for obj, colour, period in zip(scene.objects, colours, periods):
+        for obj, colour, period in zip(scene.objects, colours, periods, strict=True):
             cx, cy = _object_positions(obj, n_frames, t)
             r = SIZES[obj.size] * side
             mask = np.asarray(_shape_mask(obj.shape, cx * side, cy * side, r, side), dtype=np.float64) / 255.0
