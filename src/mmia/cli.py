@@ -72,6 +72,22 @@ def report(out_dir: Path = typer.Argument(..., help="A results directory (with r
     typer.echo(str(path))
 
 
+@app.command()
+def testbed(
+    name: str = typer.Argument(..., help="A registered testbed (scenes, vlm, ...)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the testbed into."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the data and the training."),
+    cache: Path | None = typer.Option(None, "--cache", help="Cache folder (default: the user cache dir)."),
+    quick: bool = typer.Option(False, "--quick", help="Miniature version (tests)."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild even when a cached build exists."),
+):
+    """Build one testbed with known membership (data, target models, manifest.json)."""
+    from mmia.testbeds.build import build_testbed
+
+    tb = build_testbed(name, seed=seed, cache_dir=cache, out=out, quick=quick, rebuild=rebuild)
+    typer.echo(str(tb.root))
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr and their exit status."""
     try:
