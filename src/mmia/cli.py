@@ -88,6 +88,53 @@ def testbed(
     typer.echo(str(tb.root))
 
 
+@app.command()
+def shift(
+    data: Path = typer.Argument(..., help="Labelled member/non-member set (JSONL, CSV, Parquet, save_to_disk)."),
+    out: Path = typer.Option(..., "--out", help="Results directory to write."),
+    methods: str | None = typer.Option(None, "--methods", help="Comma-separated blind methods (default: by columns)."),
+    folds: int = typer.Option(5, "--folds", min=2, help="Stratified cross-validation folds."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the folds and the classifiers."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip (and list) rows whose media do not decode."),
+    text_embedder: Path | None = typer.Option(
+        None, "--text-embedder", help="A sentence-transformers directory (default: all-MiniLM-L6-v2)."
+    ),
+    cache: Path | None = typer.Option(None, "--cache", help="Cache folder (default: the user cache dir)."),
+    ignore_column: list[str] = typer.Option([], "--ignore-column", help="A column to ignore (repeatable)."),
+):
+    """Blind distribution-shift check: can members and non-members be told apart without the model?"""
+    from rich.console import Console
+    from rich.table import Table
+
+    from mmia.cache import Cache
+    from mmia.data import load_dataset
+    from mmia.report import render_report
+    from mmia.results import RunResult, write_results
+    from mmia.shift import run_shift
+
+    ds = load_dataset(data, skip_bad=skip_bad, ignore_columns=ignore_column, require_labels=True)
+    names = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    with Cache(cache) as store:
+        section, scores = run_shift(ds, names, folds=folds, seed=seed, cache=store, text_embedder=text_embedder,
+                                    skip_bad=skip_bad)
+    result = RunResult(**{**section.model_dump(), "name": "shift", "command": "shift"})
+    result.settings = {**section.settings, "data": str(data)}
+    write_results(out, result, scores)
+    render_report(out)
+    table = Table(title=f"blind shift check: {data}")
+    for col in ("method", "AUC", "95% CI", "TPR@1%FPR", "Holm p", "s"):
+        table.add_column(col)
+    for e in section.attacks:
+        lo, hi = e.auc_ci95
+        table.add_row(e.name, f"{e.auc:.3f}", f"{lo:.3f}-{hi:.3f}", f"{e.tpr_at_fpr['0.01']:.3f}",
+                      f"{e.p_holm:.2g}", f"{e.seconds:.1f}")
+    console = Console()
+    console.print(table)
+    console.print(f"verdict: {section.verdict}", markup=False)
+    console.print(section.verdict_detail, markup=False)
+    typer.echo(str(out / "results.json"))
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr and their exit status."""
     try:

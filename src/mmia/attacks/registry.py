@@ -20,7 +20,7 @@ FAMILIES = ("score", "contrastive", "blind", "neural", "text-only")
 TARGET_KINDS = ("causal-lm", "vlm", "audio-lm", "clip", "clap")
 
 # Later issues append the modules that register their methods.
-BUILTIN_MODULES: list[str] = []
+BUILTIN_MODULES: list[str] = ["mmia.shift.methods", "mmia.shift.demo_step"]
 
 
 class NoConfig(BaseModel):
