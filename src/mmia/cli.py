@@ -101,6 +101,7 @@ def shift(
     ),
     cache: Path | None = typer.Option(None, "--cache", help="Cache folder (default: the user cache dir)."),
     ignore_column: list[str] = typer.Option([], "--ignore-column", help="A column to ignore (repeatable)."),
+    threads: int = typer.Option(1, "--threads", min=1, help="BLAS/OpenMP threads for the classifiers."),
 ):
     """Blind distribution-shift check: can members and non-members be told apart without the model?"""
     from rich.console import Console
@@ -116,7 +117,7 @@ def shift(
     names = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     with Cache(cache) as store:
         section, scores = run_shift(ds, names, folds=folds, seed=seed, cache=store, text_embedder=text_embedder,
-                                    skip_bad=skip_bad)
+                                    skip_bad=skip_bad, threads=threads)
     result = RunResult(**{**section.model_dump(), "name": "shift", "command": "shift"})
     result.settings = {**section.settings, "data": str(data)}
     write_results(out, result, scores)

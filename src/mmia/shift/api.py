@@ -50,13 +50,22 @@ def run_shift(
     margin: float = DEFAULT_MARGIN,
     alpha: float = DEFAULT_ALPHA,
     name: str = "shift",
+    threads: int | None = 1,
 ) -> tuple[Section, ScoreTable]:
     """Run the blind checks on a labelled set; returns the results section and out-of-fold scores.
 
     Each method's per-sample features are computed once; every fitted step is fit inside the
     folds of one seeded stratified k-fold split shared by all methods. `configs` maps a method
-    name to a dict of its config fields.
+    name to a dict of its config fields. `threads` caps BLAS/OpenMP threads (None: no cap); one
+    thread avoids the oversubscription that makes k-means many times slower on shared cores.
     """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads):
+        return _run_shift(dataset, methods, folds, seed, cache, text_embedder, skip_bad, configs, margin, alpha, name)
+
+
+def _run_shift(dataset, methods, folds, seed, cache, text_embedder, skip_bad, configs, margin, alpha, name):
     from mmia.attacks.registry import get_attack
     from mmia.progress import info
 

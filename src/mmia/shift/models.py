@@ -6,6 +6,7 @@ Every factory returns a fresh, unfitted sklearn estimator; the protocol fits one
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
 
@@ -21,6 +22,31 @@ class ColumnBlock(TransformerMixin, BaseEstimator):
 
     def transform(self, X):
         return np.asarray(X)[:, self.start : self.stop]
+
+
+class SeenColumns(TransformerMixin, BaseEstimator):
+    """Keep the sparse columns that occur in the training part (the fold's n-gram vocabulary).
+
+    Hashed n-gram matrices span millions of columns; the vocabulary of a fold is the set of
+    columns its training rows use, learnt in `fit` and applied to held-out rows in `transform`.
+    """
+
+    def fit(self, X, y=None):
+        X = sp.csr_matrix(X)
+        self.columns_ = np.unique(X.indices)
+        self.n_input_ = X.shape[1]
+        return self
+
+    def transform(self, X):
+        X = sp.csr_matrix(X)
+        remap = np.full(self.n_input_, -1, dtype=np.int64)
+        remap[self.columns_] = np.arange(len(self.columns_))
+        new = remap[X.indices]
+        keep = new >= 0
+        counts = np.add.reduceat(keep.astype(np.int64), X.indptr[:-1]) if X.nnz else np.zeros(X.shape[0], int)
+        counts[np.diff(X.indptr) == 0] = 0
+        indptr = np.r_[0, np.cumsum(counts)]
+        return sp.csr_matrix((X.data[keep], new[keep], indptr), shape=(X.shape[0], len(self.columns_)))
 
 
 class SafePCA(TransformerMixin, BaseEstimator):
@@ -96,5 +122,6 @@ def sparse_text_stack(seed: int = 0, alpha: float = 0.3, sgd_alpha: float = 2e-5
         TfidfTransformer(sublinear_tf=True),
         SGDClassifier(loss="log_loss", alpha=sgd_alpha, max_iter=15, tol=None, random_state=seed),
     )
-    inner = StratifiedKFold(n_splits=inner_folds, shuffle=True, random_state=seed)
-    return StackingClassifier([("nb", nb), ("sgd", sgd)], final_estimator=LogisticRegression(), cv=inner)
+    inner = StratifiedKFold(n_splits=inner_folds, shuffle=True, random_state=seed % 2**32)
+    stack = StackingClassifier([("nb", nb), ("sgd", sgd)], final_estimator=LogisticRegression(), cv=inner)
+    return make_pipeline(SeenColumns(), stack)
