@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from mmia.data import load_dataset
 from mmia.shift import NO_SHIFT, SHIFTED, run_shift
@@ -113,15 +112,31 @@ def test_audio_shift_is_found(tmp_path):
     assert section.verdict == SHIFTED
 
 
-@pytest.mark.parametrize(("split", "expected"), [("matched", NO_SHIFT), ("shifted", SHIFTED)])
-def test_scenes_testbed_verdicts(tmp_path, split, expected):
-    from mmia.cache import Cache
+def test_scenes_testbed_verdicts_through_the_demo_step(tmp_path):
+    """`mmia demo`'s shift step on the scenes testbed: matched -> no shift, shifted -> shifted."""
+    from mmia.attacks.registry import list_demo_steps
+    from mmia.testbeds.base import DemoContext, Testbed
     from mmia.testbeds.scenes import write_scenes_split
 
-    path = write_scenes_split(tmp_path / "scenes", split, n_members=40, n_nonmembers=40, seed=0)
-    ds = load_dataset(path, require_labels=True)
-    with Cache(tmp_path / "cache") as cache:
-        section, _ = run_shift(ds, folds=3, seed=0, cache=cache)  # every default method for image+text rows
-    names = {e.name for e in section.attacks}
+    splits = {
+        split: write_scenes_split(tmp_path / "scenes", split, n_members=40, n_nonmembers=40, seed=0)
+        for split in ("matched", "shifted")
+    }
+    testbed = Testbed(name="scenes", root=tmp_path / "scenes", target_kind=None, modalities=("image", "text"),
+                      splits=splits)
+    step = next(s for s in list_demo_steps() if s.name == "shift")
+    assert step.order == 10
+    ctx = DemoContext(out_dir=tmp_path / "demo", cache_dir=tmp_path / "cache", seed=0, quick=True)
+    results = step.run(testbed, ctx)
+    by_name = {section.name: (section, scores) for section, scores in results}
+    assert set(by_name) == {"scenes/matched: blind shift check", "scenes/shifted: blind shift check"}
+    matched, m_scores = by_name["scenes/matched: blind shift check"]
+    shifted, _ = by_name["scenes/shifted: blind shift check"]
+    names = {e.name for e in matched.attacks}
+    # every default method for image + text rows ran
     assert {"blind:bag_of_words", "blind:colour_histogram", "blind:bag_of_visual_words", "blind:joint"} <= names
-    assert section.verdict == expected, section.verdict_detail
+    assert matched.verdict == NO_SHIFT, matched.verdict_detail
+    assert shifted.verdict == SHIFTED, shifted.verdict_detail
+    assert m_scores.section == matched.name and len(m_scores.ids) == 80
+    # A testbed without labelled splits gives no section.
+    assert step.run(Testbed(name="none", root=tmp_path, target_kind=None, modalities=()), ctx) == []

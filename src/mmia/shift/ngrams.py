@@ -123,10 +123,11 @@ class GreedyNgramClassifier(ClassifierMixin, BaseEstimator):
     first selected n-gram of that class the document holds (a term is 0 when it holds none).
     """
 
-    def __init__(self, min_count: int = 2, min_ratio: float = 1.0, max_steps: int = 5000):
+    def __init__(self, min_count: int = 2, min_ratio: float = 1.0, max_steps: int = 5000, score: str = "rank"):
         self.min_count = min_count
         self.min_ratio = min_ratio
         self.max_steps = max_steps
+        self.score = score
 
     def fit(self, X, y):
         X = sp.csr_matrix(X)
@@ -136,21 +137,26 @@ class GreedyNgramClassifier(ClassifierMixin, BaseEstimator):
         kw = dict(min_count=self.min_count, min_ratio=self.min_ratio, max_steps=self.max_steps)
         self.member_ngrams_ = greedy_select(pos, neg, **kw)
         self.nonmember_ngrams_ = greedy_select(neg, pos, **kw)
-        self.member_rank_ = _ranks(self.member_ngrams_, X.shape[1])
-        self.nonmember_rank_ = _ranks(self.nonmember_ngrams_, X.shape[1])
+        self.member_rank_ = _ranks(self.member_ngrams_, X.shape[1], self.score)
+        self.nonmember_rank_ = _ranks(self.nonmember_ngrams_, X.shape[1], self.score)
         return self
 
     def decision_function(self, X):
         km = first_rank(X, self.member_rank_)
         kn = first_rank(X, self.nonmember_rank_)
+        if self.score == "ratio":
+            # -log(ratio) was stored as the rank: the best ratio a document holds, per class.
+            return np.where(np.isfinite(km), -km, 0.0) - np.where(np.isfinite(kn), -kn, 0.0)
         return 1.0 / (1.0 + km) - 1.0 / (1.0 + kn)
 
     def predict(self, X):
         return (self.decision_function(X) > 0).astype(np.int64)
 
 
-def _ranks(chosen, n_columns: int) -> np.ndarray:
+def _ranks(chosen, n_columns: int, score: str = "rank") -> np.ndarray:
+    """Per column, its greedy rank ("rank") or -log of its covered/(other + 1) ratio ("ratio")."""
     rank = np.full(n_columns, np.inf)
-    for k, (col, _, _) in enumerate(chosen):
-        rank[col] = min(rank[col], k)
+    for k, (col, p, n) in enumerate(chosen):
+        value = k if score == "rank" else -np.log(p / (n + 1.0))
+        rank[col] = min(rank[col], value)
     return rank
