@@ -140,3 +140,21 @@ def test_scenes_testbed_verdicts_through_the_demo_step(tmp_path):
     assert m_scores.section == matched.name and len(m_scores.ids) == 80
     # A testbed without labelled splits gives no section.
     assert step.run(Testbed(name="none", root=tmp_path, target_kind=None, modalities=()), ctx) == []
+
+
+def test_sentence_embedding_runs_offline_and_caches(tmp_path):
+    from mmia.cache import Cache
+    from mmia.shift.embed import default_text_embedder, embed_texts
+
+    model = default_text_embedder()
+    assert model is not None and (model / "model.safetensors").exists()
+    rows = _shifted_text_rows(24)
+    ds = load_dataset(write_jsonl(tmp_path / "t.jsonl", rows))
+    with Cache(tmp_path / "cache") as cache:
+        section, _ = run_shift(ds, ["sentence_embedding"], folds=3, seed=0, cache=cache)
+        entry = section.attacks[0]
+        assert entry.name == "blind:sentence_embedding" and entry.params["dim"] == 384
+        assert entry.auc > 0.8  # "vintage ... 1990s" vs "new ... 2020s" differ in meaning
+        assert len(cache) == 24  # one embedding per distinct text
+        again = embed_texts([r["text"] for r in rows[:3]], model, cache=cache)
+    assert again.shape == (3, 384) and np.allclose(np.linalg.norm(again, axis=1), 1.0, atol=1e-5)

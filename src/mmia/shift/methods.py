@@ -30,6 +30,7 @@ class BagOfWordsConfig(BaseModel):
     nb_alpha: float = Field(0.3, gt=0)
     sgd_alpha: float = Field(2e-5, gt=0)
     inner_folds: int = Field(3, ge=2)
+    greedy_steps: int = Field(1500, ge=0, description="greedy n-gram scorer in the stack (0: leave it out)")
 
 
 class GreedyNgramConfig(BaseModel):
@@ -74,11 +75,15 @@ def text_ngrams(inputs: ShiftInputs, char_max: int, word_max: int):
 @register_attack("blind:bag_of_words", family="blind", paper=BLIND_MIA, config=BagOfWordsConfig,
                  modalities=("text",), needs_labels=True, tags=("default",))
 def bag_of_words(inputs: ShiftInputs, config: BagOfWordsConfig) -> Plan:
-    """Bag of words (Das, Zhang, Tramèr 2024, arXiv 2406.16201): TF-IDF n-grams, stacked NB + logistic."""
+    """Bag of words (Das, Zhang, Tramèr 2024, arXiv 2406.16201): TF-IDF n-grams, stacked NB, logistic, greedy."""
     from mmia.shift.models import sparse_text_stack
 
     X = text_ngrams(inputs, config.char_ngram_max, config.word_ngram_max)
-    return Plan(X, lambda: sparse_text_stack(inputs.seed, config.nb_alpha, config.sgd_alpha, config.inner_folds),
+    def make():
+        return sparse_text_stack(inputs.seed, config.nb_alpha, config.sgd_alpha, config.inner_folds,
+                                 config.greedy_steps)
+
+    return Plan(X, make,
                 params={"features": f"hashed char 1-{config.char_ngram_max} + word 1-{config.word_ngram_max} grams"})
 
 
