@@ -23,8 +23,7 @@ from mmia.data.ids import stable_seed
 from mmia.testbeds.base import Testbed, register_testbed
 from mmia.testbeds.manifest import split_ids, weights_hash, write_manifest
 from mmia.testbeds.scenes import MATCHED, scene_stream, split_records, write_scenes_split
-from mmia.testbeds.vlm_parts import ANSWER_FORMAT, PROMPT_FORMAT, VlmShape, make_config, make_processor, \
-    train_tokenizer
+from mmia.testbeds.vlm_parts import ANSWER_FORMAT, PROMPT_FORMAT, VlmShape, make_config, make_processor, train_tokenizer
 
 VERSION = "1"
 
