@@ -114,6 +114,7 @@ def test_vlm_manifest(quick_vlm):
     lo, hi = sig["auc_ci95"]
     assert 0.0 <= lo <= sig["auc"] <= hi <= 1.0 and sig["n_members"] == m["sizes"]["members"]
     assert set(m["weights_sha256"]) == {"target", "base"}
+    assert m["image_reliance"]["base_nonmember_loss_shuffled_images"] > 0
     assert m["weights_sha256"]["target"] != m["weights_sha256"]["base"]  # fine-tuning changed the weights
 
 
