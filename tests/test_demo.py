@@ -29,6 +29,7 @@ def test_quick_demo_with_no_steps_writes_outputs(tmp_path, no_steps, quick_cache
     assert res["settings"]["testbeds"]["vlm"]["build_time_loss_auc"] is not None
     assert "section" in pd.read_parquet(out / "scores.parquet").columns
     assert outcome.n_steps == 0 and not outcome.failures
+    assert "no method has been run" in (out / "report.html").read_text()
 
 
 def _answer_length_step(tb, ctx):

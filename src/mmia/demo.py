@@ -150,13 +150,30 @@ def run_demo(
             "testbeds": {tb.name: _testbed_summary(tb) for tb in testbeds},
             "seconds": round(time.perf_counter() - t0, 1),
         },
-        notes=None if steps else "no demo steps registered: no method has been run",
+        notes=_notes(testbeds, steps),
     )
     write_results(out, result, tables or None)
     if not tables:
         _write_empty_scores(out)
     render_report(out)
     return DemoOutcome(result=result, out_dir=out, testbeds=testbeds, failures=failures, n_steps=len(steps))
+
+
+def _notes(testbeds: list[Testbed], steps) -> str:
+    """The report's opening line: which testbeds ran, with their build-time member signal."""
+    parts = []
+    for tb in testbeds:
+        info = _testbed_summary(tb)
+        if info["build_time_loss_auc"] is None:
+            parts.append(f"{tb.name} ({'data only' if tb.target_kind is None else tb.target_kind})")
+        else:
+            lo, hi = info["build_time_loss_auc_ci95"]
+            parts.append(f"{tb.name} ({tb.target_kind}; loss-attack AUC measured at build time "
+                         f"{info['build_time_loss_auc']:.3f}, 95% CI {lo:.3f}-{hi:.3f})")
+    text = "Testbeds: " + "; ".join(parts) + "."
+    if not steps:
+        text += " No demo steps are registered yet, so no method has been run."
+    return text
 
 
 def _write_empty_scores(out: Path) -> None:
