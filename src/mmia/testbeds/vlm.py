@@ -68,7 +68,6 @@ def _save(model, processor, path: Path) -> None:
 
 def build_vlm(out_dir: Path, *, seed: int = 0, quick: bool = False, settings: VlmSettings | None = None) -> Testbed:
     """Write data, base and target models and manifest.json into `out_dir`."""
-    import torch
     from transformers import LlavaForConditionalGeneration
 
     from mmia.metrics import evaluate
@@ -135,7 +134,6 @@ def build_vlm(out_dir: Path, *, seed: int = 0, quick: bool = False, settings: Vl
         timings["signal"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
         timings["total_cpu"] = time.process_time() - cpu0
-    del torch  # only imported for its side effects on thread settings above
 
     labels = np.r_[np.ones(len(members)), np.zeros(len(nonmembers))].astype(int)
     loss_attack = evaluate(labels, -np.r_[tgt_member, tgt_nonmember], with_roc=False)
