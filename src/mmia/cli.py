@@ -77,7 +77,7 @@ def testbed(
     name: str = typer.Argument(..., help="A registered testbed (scenes, vlm, ...)."),
     out: Path = typer.Option(..., "--out", help="Folder to write the testbed into."),
     seed: int = typer.Option(0, "--seed", help="Seed of the data and the training."),
-    cache: Path | None = typer.Option(None, "--cache", help="Cache folder (default: the user cache dir)."),
+    cache: Path | None = typer.Option(None, "--cache", help="mmia cache folder (default: the user cache dir)."),
     quick: bool = typer.Option(False, "--quick", help="Miniature version (tests)."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild even when a cached build exists."),
 ):
@@ -134,6 +134,24 @@ def shift(
     console.print(f"verdict: {section.verdict}", markup=False)
     console.print(section.verdict_detail, markup=False)
     typer.echo(str(out / "results.json"))
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo-out"), "--out", help="Results folder."),
+    quick: bool = typer.Option(False, "--quick", help="Miniature testbeds and settings (seconds, for tests)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the testbeds and the methods."),
+    cache: Path | None = typer.Option(None, "--cache", help="mmia cache folder (default: the user cache dir)."),
+    jobs: int = typer.Option(2, "--jobs", help="Testbeds built at once (each trains on one thread)."),
+):
+    """The main job: build (or reuse) the testbeds, audit them with every method, report."""
+    from mmia.demo import print_summary, run_demo
+    from mmia.progress import info
+
+    outcome = run_demo(out, quick=quick, seed=seed, cache_dir=cache, jobs=jobs, log=info)
+    print_summary(outcome)
+    if outcome.failures:
+        raise typer.Exit(1)
 
 
 def main() -> None:

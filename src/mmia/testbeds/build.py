@@ -20,9 +20,10 @@ COMPLETE = ".complete"  # written last inside the temp folder; an entry without 
 
 
 def default_cache_dir() -> Path:
+    """mmia's cache root (testbeds live in its `testbeds/` folder)."""
     from platformdirs import user_cache_dir
 
-    return Path(user_cache_dir("mmia")) / "testbeds"
+    return Path(user_cache_dir("mmia"))
 
 
 def get_spec(name: str) -> TestbedSpec:
@@ -41,6 +42,11 @@ def _is_complete(path: Path) -> bool:
     return (path / COMPLETE).exists() and (path / "manifest.json").exists()
 
 
+def is_cached(spec: TestbedSpec, *, seed: int, cache_dir: str | Path | None, quick: bool) -> bool:
+    root = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()) / "testbeds"
+    return _is_complete(root / entry_name(spec, seed, quick))
+
+
 def build_testbed(
     name: str,
     *,
@@ -52,10 +58,12 @@ def build_testbed(
 ) -> Testbed:
     """Return the testbed `name` for `seed`, building it into the cache if it is not there yet.
 
-    With `out`, the cached testbed is copied to `out` and the handle points there.
+    `cache_dir` is mmia's cache root (default: the user cache dir); builds go to its `testbeds/`
+    folder as `<name>-<seed>-<version>`. With `out`, the cached testbed is copied to `out` and the
+    handle points there.
     """
     spec = get_spec(name)
-    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    root = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()) / "testbeds"
     root.mkdir(parents=True, exist_ok=True)
     final = root / entry_name(spec, seed, quick)
     if rebuild and final.exists():

@@ -616,3 +616,39 @@ def write_scenes_split(
     tmp.write_text("\n".join(rows) + "\n", encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+# --- labels for pretraining an image encoder ------------------------------------------------------
+
+ALL_COLOURS = tuple(OBJECT_COLOURS) + tuple(NEON_COLOURS)
+ALL_BACKGROUNDS = tuple(LIGHT_BACKGROUNDS) + tuple(DARK_BACKGROUNDS)
+
+
+def patch_labels(scene: Scene, image_size: int, patch: int) -> dict[str, np.ndarray]:
+    """What covers the centre of each patch (row-major): shape, colour and texture ids, 0 for background.
+
+    For training a vision tower on a dense classification task before it serves a language model.
+    """
+    g = image_size // patch
+    centres = (np.arange(g) + 0.5) * patch
+    shape = np.zeros((g, g), dtype=np.int64)
+    colour = np.zeros((g, g), dtype=np.int64)
+    texture = np.zeros((g, g), dtype=np.int64)
+    for obj in scene.objects:  # later objects are drawn on top, as in render_scene
+        cx, cy = _object_positions(obj, 1, 0)
+        r = SIZES[obj.size] * image_size
+        mask = np.asarray(_shape_mask(obj.shape, cx * image_size, cy * image_size, r, image_size)) > 127
+        hit = mask[np.ix_(centres.astype(int), centres.astype(int))]
+        shape[hit] = SHAPES.index(obj.shape) + 1
+        colour[hit] = ALL_COLOURS.index(obj.colour) + 1
+        texture[hit] = TEXTURES.index(obj.texture) + 1
+    return {"shape": shape.ravel(), "colour": colour.ravel(), "texture": texture.ravel()}
+
+
+def scene_labels(scene: Scene) -> dict[str, int]:
+    """Whole-image classes: background colour and kind, number of objects."""
+    return {
+        "background": ALL_BACKGROUNDS.index(scene.background),
+        "background_kind": BACKGROUND_KINDS.index(scene.background_kind),
+        "count": scene.n_objects,
+    }
