@@ -54,6 +54,9 @@ def test_greedy_classifier_scores_by_first_selected_ngram():
     new = sp.csr_matrix(np.array([[1, 0, 0, 0], [0, 0, 0, 1], [0, 1, 0, 0], [1, 0, 0, 1]]))
     assert clf.decision_function(new).tolist() == [1.0, -1.0, 0.0, 0.0]
     assert first_rank(new, np.array([np.inf, np.inf, np.inf, 0.0])).tolist() == [np.inf, 0, np.inf, 0]
+    # score="ratio": log of the selection ratio instead of the rank ("sunset" and "2023": 3/(0+1)).
+    by_ratio = GreedyNgramClassifier(min_count=1, min_ratio=1.0, score="ratio").fit(X, y)
+    assert np.allclose(by_ratio.decision_function(new), [np.log(3), -np.log(3), 0.0, 0.0])
 
 
 def test_ngram_matrix_is_binary_and_stateless():

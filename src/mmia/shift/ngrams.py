@@ -121,6 +121,8 @@ class GreedyNgramClassifier(ClassifierMixin, BaseEstimator):
 
     Score of a document: 1/(1 + k_member) - 1/(1 + k_nonmember), with k the greedy rank of the
     first selected n-gram of that class the document holds (a term is 0 when it holds none).
+    With `score="ratio"` a term is instead log(covered / (other + 1)) of that n-gram at its pick
+    (measured no better on LAION-MI; docs/shift.md).
     """
 
     def __init__(self, min_count: int = 2, min_ratio: float = 1.0, max_steps: int = 5000, score: str = "rank"):
@@ -157,6 +159,6 @@ def _ranks(chosen, n_columns: int, score: str = "rank") -> np.ndarray:
     """Per column, its greedy rank ("rank") or -log of its covered/(other + 1) ratio ("ratio")."""
     rank = np.full(n_columns, np.inf)
     for k, (col, p, n) in enumerate(chosen):
-        value = k if score == "rank" else -np.log(p / (n + 1.0))
+        value = -np.log(p / (n + 1.0)) if score == "ratio" else k
         rank[col] = min(rank[col], value)
     return rank
