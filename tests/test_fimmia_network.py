@@ -36,6 +36,16 @@ def test_split_by_sample_is_stratified_disjoint_and_order_free():
     assert {ids[perm[i]] for i in held2} == {ids[i] for i in held}
 
 
+def test_split_keeps_rows_of_one_sample_together():
+    # two-model protocol: every sample appears twice, once per label
+    ids = [f"id{i}" for i in range(20)] * 2
+    labels = np.array([0] * 20 + [1] * 20)
+    rest, held = split_by_sample(ids, labels, 0.25, seed=0)
+    held_ids = {ids[i] for i in held}
+    assert len(held_ids) == 5 and len(held) == 10
+    assert held_ids.isdisjoint({ids[i] for i in rest})
+
+
 def test_no_activation_on_logits():
     net = AttackNet(NetConfig(text_dim=None))
     assert isinstance(net.head[-1], torch.nn.Linear)

@@ -72,6 +72,15 @@ def report(out_dir: Path = typer.Argument(..., help="A results directory (with r
     typer.echo(str(path))
 
 
+def _add_subcommands() -> None:
+    from mmia.cli_fimmia import app as fimmia_app
+
+    app.add_typer(fimmia_app, name="fimmia")
+
+
+_add_subcommands()
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr and their exit status."""
     try:

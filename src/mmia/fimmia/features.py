@@ -91,6 +91,7 @@ class FeatureSet:
     text: np.ndarray | None = None  # (N, K, Dt)
     media: np.ndarray | None = None  # (N, K, Dm)
     labels: np.ndarray | None = None  # (N,) 1 = member
+    original_loss: np.ndarray | None = None  # (N,) the target's loss on each original sample
 
     def __post_init__(self):
         n, k = self.loss.shape
@@ -112,6 +113,7 @@ class FeatureSet:
             text=None if self.text is None else self.text[idx],
             media=None if self.media is None else self.media[idx],
             labels=None if self.labels is None else self.labels[idx],
+            original_loss=None if self.original_loss is None else self.original_loss[idx],
         )
 
     @staticmethod
@@ -126,6 +128,7 @@ class FeatureSet:
             text=cat("text"),
             media=cat("media"),
             labels=cat("labels"),
+            original_loss=cat("original_loss"),
         )
 
 
@@ -151,4 +154,5 @@ def build_features(
         text=text,
         media=media,
         labels=None if labels is None else np.asarray(labels, dtype=np.int64),
+        original_loss=np.asarray(original_loss, dtype=np.float64),
     )

@@ -75,24 +75,31 @@ class AttackNet(nn.Module):
 
 
 def split_by_sample(ids, labels, fraction: float, seed: int, salt: str = "split") -> tuple[np.ndarray, np.ndarray]:
-    """Stratified split of SAMPLE indices: (rest, held) with ~`fraction` of each class held.
+    """Stratified split of row indices by SAMPLE id: (rest, held), ~`fraction` of the samples held.
 
-    Order comes from stable_seed(seed, salt, id), so the split depends on ids only, not on the
-    file order. Each class keeps at least one sample on each side when it has two or more.
+    Rows that share an id (one sample scored under two models in the two-model protocol) always
+    fall on the same side. Samples are stratified by their set of labels; the order comes from
+    stable_seed(seed, salt, id), so the split depends on ids only, not on the file order. Each
+    stratum keeps at least one sample on each side when it has two or more.
     """
     ids = [str(i) for i in ids]
     labels = np.asarray(labels)
-    held = []
-    for c in np.unique(labels):
-        idx = [i for i in range(len(ids)) if labels[i] == c]
-        idx.sort(key=lambda i: stable_seed(seed, salt, ids[i]))
-        n = int(round(fraction * len(idx)))
-        if len(idx) >= 2:
-            n = min(max(n, 1), len(idx) - 1)
-        held.extend(idx[:n])
-    held_set = set(held)
-    rest = np.array([i for i in range(len(ids)) if i not in held_set], dtype=np.int64)
-    return rest, np.array(sorted(held_set), dtype=np.int64)
+    rows_of: dict[str, list[int]] = {}
+    for i, sid in enumerate(ids):
+        rows_of.setdefault(sid, []).append(i)
+    strata: dict[tuple, list[str]] = {}
+    for sid, rows in rows_of.items():
+        strata.setdefault(tuple(sorted({int(labels[r]) for r in rows})), []).append(sid)
+    held_ids: set[str] = set()
+    for key in sorted(strata):
+        group = sorted(strata[key], key=lambda sid: stable_seed(seed, salt, sid))
+        n = int(round(fraction * len(group)))
+        if len(group) >= 2:
+            n = min(max(n, 1), len(group) - 1)
+        held_ids.update(group[:n])
+    held = np.array([i for i, sid in enumerate(ids) if sid in held_ids], dtype=np.int64)
+    rest = np.array([i for i, sid in enumerate(ids) if sid not in held_ids], dtype=np.int64)
+    return rest, held
 
 
 @dataclass
@@ -241,14 +248,14 @@ def train_attack(
                 break
     model.net.load_state_dict(best_state)
     model.net.eval()
-    model.train_ids = list(features.ids)
+    model.train_ids = sorted(set(features.ids))
     model.history = {
         "best_epoch": best_epoch,
         "epochs_run": len(curve),
         "val_loss": curve,
         "n_fit_samples": len(fit_idx),
         "n_val_samples": len(val_idx),
-        "val_ids": [features.ids[i] for i in val_idx],
+        "val_ids": sorted({features.ids[i] for i in val_idx}),
         "train": train.model_dump(),
     }
     return model

@@ -14,10 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from mmia.data.ids import stable_seed
 from mmia.data.schema import Sample
@@ -30,14 +29,17 @@ from mmia.perturb.video import VIDEO_TECHNIQUES, perturb_video
 PERTURB_VERSION = "1"
 TEXT_FIELDS = ("prompt", "answer", "text")
 MEDIA_FIELDS = ("image", "audio", "video")
+FIELD_CHOICES = ("auto", "prompt", "answer", "text", "media", *MEDIA_FIELDS)
 
 
 class NeighbourConfig(BaseModel):
     """How neighbours are made (saved with the attack model, so scoring makes the same ones)."""
 
     k: int = Field(24, ge=1, description="neighbours per sample")
-    field: Literal["auto", "prompt", "answer", "text", "media", "image", "audio", "video"] = Field(
-        "auto", description="what is perturbed; auto = the answer if there is one, else the text"
+    field: str = Field(
+        "auto",
+        description="what is perturbed: auto (the answer if there is one, else the text), prompt, answer, text, "
+        "media, image, audio, video, or several joined by '+' (e.g. 'answer+media'): neighbours alternate fields",
     )
     seed: int = 0
     edit_fraction: float = Field(0.1, gt=0, le=1)
@@ -50,6 +52,15 @@ class NeighbourConfig(BaseModel):
     fill_mask_model: str | None = Field(None, description="fill-mask model dir for substitution (else embedding NN)")
     substitution_embeddings: str | None = Field(None, description="BERT-style dir for the offline substitution")
     sampling_rate: int = 16000
+
+    @field_validator("field")
+    @classmethod
+    def _known_fields(cls, v: str) -> str:
+        parts = v.split("+")
+        bad = [p for p in parts if p not in FIELD_CHOICES]
+        if bad or len(set(parts)) != len(parts):
+            raise ValueError(f"field {v!r}: each part must be one of {FIELD_CHOICES}, without repeats")
+        return v
 
     def fingerprint(self) -> str:
         blob = json.dumps([PERTURB_VERSION, self.model_dump(mode="json")], sort_keys=True)
@@ -129,14 +140,25 @@ class NeighbourMaker:
         return self._substituter
 
     def plan(self, sample: Sample) -> list[tuple[str, str, int]]:
-        """(field, technique, per-technique index) of each of the K neighbours."""
-        field = resolve_field(sample, self.config.field)
-        techs = self.config.techniques_for(field)
-        if not techs:
-            raise ValueError(f"no techniques configured for field {field!r}")
-        return [(field, techs[i % len(techs)], i // len(techs)) for i in range(self.config.k)]
+        """(field, technique, per-technique index) of each of the K neighbours.
+
+        With several fields, neighbour i perturbs field i % F; within a field, its neighbours
+        cycle through that field's techniques.
+        """
+        fields = [resolve_field(sample, f) for f in self.config.field.split("+")]
+        out, seen = [], {}
+        for i in range(self.config.k):
+            field = fields[i % len(fields)]
+            techs = self.config.techniques_for(field)
+            if not techs:
+                raise ValueError(f"no techniques configured for field {field!r}")
+            m = seen.get(field, 0)
+            seen[field] = m + 1
+            out.append((field, techs[m % len(techs)], m // len(techs)))
+        return out
 
     def make(self, sample: Sample, media: np.ndarray | None = None) -> list[Neighbour]:
+        """The K neighbours; `media` is the sample's decoded media if the caller has it."""
         cfg = self.config
         out = []
         for i, (field, tech, j) in enumerate(self.plan(sample)):
