@@ -51,25 +51,30 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict | Exception]]:
         yield from _read_hf(path)
 
 
-def _read_jsonl(path: Path):
+def _open_binary(path: Path):
     try:
-        fh = open(path, encoding="utf-8")
+        return open(path, "rb")
     except OSError as exc:
         raise InputError(f"cannot open ({exc.strerror})", path) from None
-    with fh:
-        lineno = 0
-        while True:
+
+
+def _decoded_lines(fh):
+    # Decode line by line (not in buffered chunks) so a bad byte is reported on its own row.
+    for i, raw in enumerate(fh):
+        yield raw.decode("utf-8-sig" if i == 0 else "utf-8")
+
+
+def _read_jsonl(path: Path):
+    with _open_binary(path) as fh:
+        for lineno, raw in enumerate(fh, start=1):
             try:
-                line = fh.readline()
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError:
-                raise InputError("is not UTF-8 text", path, lineno + 1) from None
-            if not line:
-                break
-            lineno += 1
+                raise InputError("is not UTF-8 text", path, lineno) from None
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = json.loads(line.rstrip("\r\n"))
             except json.JSONDecodeError as exc:
                 yield lineno, ValueError(f"malformed row: not valid JSON ({exc.msg} at column {exc.colno})")
                 continue
@@ -81,12 +86,8 @@ def _read_jsonl(path: Path):
 
 def _read_csv(path: Path):
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    try:
-        fh = open(path, encoding="utf-8", newline="")
-    except OSError as exc:
-        raise InputError(f"cannot open ({exc.strerror})", path) from None
-    with fh:
-        reader = csv.reader(fh, delimiter=delimiter)
+    with _open_binary(path) as fh:
+        reader = csv.reader(_decoded_lines(fh), delimiter=delimiter)
         try:
             header = next(reader)
         except StopIteration:

@@ -15,7 +15,9 @@ def roc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: str
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.2, 4.6), dpi=110)
-    floor = 1e-4
+    # Axis floor: a decade below the smallest non-zero FPR any curve reaches (1 / #non-members).
+    smallest = min((f[f > 0].min() for f, _, _ in curves.values() if (f > 0).any()), default=1e-3)
+    floor = max(1e-5, 10 ** np.floor(np.log10(smallest) - 0.5))
     grid = np.logspace(np.log10(floor), 0, 200)
     ax.plot(grid, grid, ls="--", color="grey", lw=0.8, label="chance")
     ordered = sorted(curves.items(), key=lambda kv: -kv[1][2])
