@@ -92,11 +92,14 @@ def test_cli_train_and_score(llava, data, tmp_path, monkeypatch):
     assert names[0] == "fimmia" and "loss" in names
     assert held["dataset"]["n_members"] == 6 and held["dataset"]["n_nonmembers"] == 6
 
-    # scoring the training file is refused (exit 2, one line naming the file)
+    # scoring the training file is refused with an InputError (exit 2 from `mmia`), naming the file
     res = runner.invoke(app, ["-q", "fimmia", "score", str(data / "img.jsonl"), "--target", str(llava),
                               "--attack-model", str(tmp_path / "atk"), "--out", str(tmp_path / "s"),
                               "--cache-dir", str(tmp_path / "c")])
-    assert res.exit_code == 2 and "trained the attack model" in str(res.exception or res.output)
+    from mmia.errors import InputError
+
+    assert isinstance(res.exception, InputError) and res.exception.exit_code == 2
+    assert "trained the attack model" in str(res.exception) and "img.jsonl" in str(res.exception)
 
     # scoring the held-out samples works, from the cache, and matches the holdout run
     import pandas as pd
