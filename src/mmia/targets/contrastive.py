@@ -33,9 +33,6 @@ class _Contrastive:
         self.device = device
         self.dtype = dtype
 
-    def _to(self, enc: dict) -> dict:
-        return {k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device) for k, v in enc.items()}
-
     def embed_text(self, texts: list[str]) -> np.ndarray:
         """Normalised text embeddings (n, d)."""
         import torch

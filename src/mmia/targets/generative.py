@@ -207,7 +207,9 @@ class VisionLanguageTarget(_Generative):
             enc = self.processor(text=[text], return_tensors="pt", **kw)
             ids = enc["input_ids"][0].tolist()
             extras = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
-            token_extras = {"mm_token_type_ids": enc["mm_token_type_ids"][0].numpy()} if "mm_token_type_ids" in enc else {}
+            token_extras = {}
+            if "mm_token_type_ids" in enc:
+                token_extras["mm_token_type_ids"] = enc["mm_token_type_ids"][0].numpy()
             return ids, extras, token_extras
         extras = {}
         if media is not None:
