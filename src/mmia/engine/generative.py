@@ -1,0 +1,130 @@
+"""Run a generative target over samples: length-sorted padded batches, one forward pass per
+batch serving every attack, each batch's statistics written to the cache before the next.
+
+`score_rows` is the plain function over one batch of rows (what Ray Data would map);
+`iter_token_stats` streams (index, statistics) pairs with caching, resuming and a progress bar,
+so memory stays flat in the number of samples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mmia.cache import Cache, make_key
+from mmia.errors import InputError
+from mmia.targets.token_stats import STATS_VERSION
+
+# Text variants a run may need; the lowercase ratio attack asks for "lower".
+TRANSFORMS: dict[str, Callable[[str], str] | None] = {"": None, "lower": str.lower}
+
+
+@dataclass
+class EngineCounts:
+    """What a run did: samples read from the cache, samples computed, forward batches run."""
+
+    cached: int = 0
+    computed: int = 0
+    batches: int = 0
+    skipped: list = field(default_factory=list)  # (index, reason) of samples whose media failed
+
+    def as_dict(self) -> dict:
+        return {"cached": self.cached, "computed": self.computed, "batches": self.batches, "skipped": len(self.skipped)}
+
+
+def content_tag(sample) -> str:
+    """A short digest of what is scored (text fields and media references), part of the cache key."""
+    fields = {k: getattr(sample, k) for k in ("text", "prompt", "answer", "image", "audio", "video")}
+    blob = json.dumps({k: (str(v) if v is not None and not isinstance(v, bytes) else
+                           (hashlib.sha256(v).hexdigest() if v is not None else None)) for k, v in fields.items()},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def stats_key(target, sample, variant: str = "") -> str:
+    return make_key(target.fingerprint, sample.id, f"{variant}:{content_tag(sample)}", "token-stats", STATS_VERSION)
+
+
+def score_rows(target, rows: Sequence, variant: str = "") -> list[dict[str, np.ndarray]]:
+    """Token statistics of one batch of samples in one forward pass (no cache, no ordering)."""
+    transform = TRANSFORMS[variant]
+    return target.token_stats([target.encode(s, transform) for s in rows])
+
+
+def length_order(samples: Sequence) -> list[int]:
+    """Sample indices sorted by text length (stable), so batches pad little."""
+    return sorted(range(len(samples)), key=lambda i: len(samples[i].full_text))
+
+
+def iter_token_stats(
+    target,
+    samples: Sequence,
+    *,
+    variant: str = "",
+    cache: Cache | None = None,
+    batch_size: int = 8,
+    counts: EngineCounts | None = None,
+    skip_bad: bool = False,
+    source=None,
+    bar=None,
+) -> Iterator[tuple[int, dict[str, np.ndarray] | None]]:
+    """Yield (index, statistics) for every sample, in length-sorted order.
+
+    Cached samples are read back; the others are encoded and scored batch by batch, and each
+    batch is written to the cache in one transaction before the next starts, so a killed run
+    loses at most one batch. With `skip_bad`, a sample whose media fails to decode yields None
+    and is recorded in `counts.skipped`; otherwise its InputError propagates, naming `source`
+    (the data file) and the row.
+    """
+    counts = counts if counts is not None else EngineCounts()
+    transform = TRANSFORMS[variant]
+    order = length_order(samples)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        keys = {i: stats_key(target, samples[i], variant) for i in idx}
+        found = cache.get_many(list(keys.values())) if cache is not None else {}
+        todo, encoded = [], []
+        for i in idx:
+            if keys[i] in found:
+                continue
+            try:
+                encoded.append(target.encode(samples[i], transform))
+                todo.append(i)
+            except InputError as exc:
+                if not skip_bad:
+                    raise InputError(f"sample '{samples[i].id}': {exc}", source, samples[i].row) from None
+                counts.skipped.append((i, str(exc)))
+        computed = {}
+        if encoded:
+            values = target.token_stats(encoded)
+            computed = {keys[i]: v for i, v in zip(todo, values, strict=True)}
+            if cache is not None:
+                cache.put_many(computed)
+            counts.batches += 1
+            counts.computed += len(todo)
+        counts.cached += sum(1 for i in idx if keys[i] in found)
+        for i in idx:
+            yield i, found.get(keys[i], computed.get(keys[i]))
+        if bar is not None:
+            bar.advance(len(idx))
+
+
+def answer_losses(target, samples: Sequence, *, cache: Cache | None = None, batch_size: int = 8,
+                  slice_name: str = "answer") -> np.ndarray:
+    """Mean negative log-likelihood of each sample's answer (or text) tokens, in input order.
+
+    The quantity FiMMIA and the loss attack need; NaN where a sample has no such tokens.
+    """
+    from mmia.targets.base import SLICE_CODES
+
+    code = SLICE_CODES[slice_name]
+    out = np.full(len(samples), np.nan)
+    for i, st in iter_token_stats(target, samples, cache=cache, batch_size=batch_size):
+        sel = st["codes"][1:] == code
+        if sel.any():
+            out[i] = -float(st["logp"][sel].mean())
+    return out
