@@ -136,3 +136,42 @@ def test_cli_video_two_model(llava, data, tmp_path):
     assert cfg["settings"]["protocol"] == "two-model"
     # two-model protocol trains on the known members of the training part only
     assert len(cfg["train_ids"]) == 6
+
+
+def test_original_loss_equals_engine_answer_loss(llava, data):
+    """FiMMIA's loss of an original sample is the score attacks' engine's answer loss."""
+    from mmia.data import load_dataset
+    from mmia.engine.generative import answer_losses
+    from mmia.fimmia.scoring import LlavaScorer
+    from mmia.perturb.neighbours import decode_media
+    from mmia.targets import load_target
+
+    ds = load_dataset(data / "img.jsonl").subset(range(4))
+    engine = answer_losses(load_target(llava, device="cpu"), ds.samples)
+    scorer = LlavaScorer(llava, device="cpu")
+    maker = NeighbourMaker(NeighbourConfig(k=2, text_techniques=("swap",)))
+    ours = [scorer.score_sample(s, maker.make(s), decode_media(s, "image"), "image")[0] for s in ds]
+    np.testing.assert_allclose(ours, engine, atol=1e-4)
+
+
+def test_registered_and_demo_step(llava, data, tmp_path):
+    from mmia.attacks.registry import get_attack, list_demo_steps
+    from mmia.testbeds.base import DemoContext, Testbed
+
+    spec = get_attack("fimmia")
+    assert spec.family == "neural" and "2512.02786" in spec.paper and "2406.10218" in spec.paper
+    step = next(s for s in list_demo_steps() if s.name == "fimmia")
+    assert step.order == 30
+    rows = [json.loads(line) for line in (data / "img.jsonl").read_text().splitlines()]
+    for r in rows:
+        r["image"] = str(data / r["image"])
+    (tmp_path / "matched.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    tb = Testbed(name="tiny", root=tmp_path, target_kind="vlm", modalities=("image", "text"),
+                 splits={"matched": tmp_path / "matched.jsonl"}, targets={"target": llava})
+    out = step.run(tb, DemoContext(out_dir=tmp_path / "o", cache_dir=tmp_path / "c", quick=True))
+    assert len(out) == 1
+    section, table = out[0]
+    names = [a.name for a in section.attacks]
+    assert {"fimmia", "fimmia:loss", "fimmia:loss+text", "fimmia:loss+text+media", "loss"} <= set(names)
+    assert any(n.startswith("best score attack") for n in names)
+    assert len(table.ids) == 12 and section.dataset.n_members == 6

@@ -11,7 +11,9 @@ app = typer.Typer(
 )
 
 
-def _config(k, field, seed, fill_mask_model, text_embedder, media_embedder, batch_size, no_reuse, prompt_template):
+def _config(
+    k, field, seed, fill_mask_model, text_embedder, media_embedder, batch_size, no_reuse, prompt_template, device
+):
     from mmia.fimmia.pipeline import FimmiaConfig
     from mmia.perturb import NeighbourConfig
 
@@ -22,6 +24,7 @@ def _config(k, field, seed, fill_mask_model, text_embedder, media_embedder, batc
         batch_size=batch_size,
         reuse=not no_reuse,
         prompt_template=prompt_template,
+        device=None if device == "auto" else device,
     )
 
 
@@ -57,15 +60,18 @@ def train_cmd(
     no_media: bool = typer.Option(False, "--no-media", help="Ablation: no media-embedding branch."),
     batch_size: int = typer.Option(32, "--batch-size"),
     no_reuse: bool = typer.Option(False, "--no-reuse", help="Score every neighbour from scratch (slower)."),
-    prompt_template: str = typer.Option("{media}\n{prompt}", "--prompt-template"),
-    cache_dir: Path = typer.Option(None, "--cache-dir", help="Value cache (default: the user cache dir)."),
+    prompt_template: str = typer.Option("{media}{prompt}", "--prompt-template"),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:1, ... (auto: CUDA when present)."),
+    cache_dir: Path = typer.Option(None, "--cache", "--cache-dir", help="Value cache (default: the user cache)."),
     skip_bad: bool = typer.Option(False, "--skip-bad"),
 ):
     """Train a FiMMIA attack model on labelled samples of the target (or base vs target)."""
     from mmia.fimmia import api
     from mmia.fimmia.network import TrainConfig
 
-    cfg = _config(k, field, seed, fill_mask_model, text_embedder, media_embedder, batch_size, no_reuse, prompt_template)
+    cfg = _config(
+        k, field, seed, fill_mask_model, text_embedder, media_embedder, batch_size, no_reuse, prompt_template, device
+    )
     model, result = api.train(
         data,
         target,
@@ -94,7 +100,8 @@ def score_cmd(
     attack_model: Path = typer.Option(..., "--attack-model", help="A directory written by `mmia fimmia train`."),
     out: Path = typer.Option(..., "--out", help="Results directory."),
     batch_size: int = typer.Option(None, "--batch-size"),
-    cache_dir: Path = typer.Option(None, "--cache-dir"),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, ... (auto: CUDA when present)."),
+    cache_dir: Path = typer.Option(None, "--cache", "--cache-dir", help="Value cache (default: the user cache)."),
     skip_bad: bool = typer.Option(False, "--skip-bad"),
 ):
     """Score samples with a trained FiMMIA attack model; writes results.json, scores.parquet, report."""

@@ -24,6 +24,7 @@ BUILTIN_MODULES: list[str] = [
     "mmia.attacks.score_attacks",
     "mmia.attacks.contrastive_attacks",
     "mmia.attacks.demo_step",
+    "mmia.fimmia.register",
 ]
 
 

@@ -179,12 +179,14 @@ def score(
     cache_dir=None,
     skip_bad: bool = False,
     batch_size: int | None = None,
+    device: str | None = None,
 ) -> RunResult:
     """Score DATA with a saved attack model; samples it was trained on are refused."""
     model = FimmiaModel.load(attack_model)
     cfg = FimmiaConfig(**model.settings["fimmia"])
     if batch_size:
         cfg = cfg.model_copy(update={"batch_size": batch_size})
+    cfg = cfg.model_copy(update={"device": device})  # where to run is not part of the attack
     ds = load_dataset(data, skip_bad=skip_bad)
     overlap = set(model.train_ids) & set(ds.ids)
     if overlap:

@@ -34,11 +34,12 @@ class FimmiaConfig(BaseModel):
     media_embedder: str | None = Field(
         "target", description="'target' (the target's own image encoder), a CLIP/CLAP dir, or None (off)"
     )
-    prompt_template: str = "{media}\n{prompt}"
+    prompt_template: str = "{media}{prompt}"
     answer_sep: str = " "
     max_frames: int = 8
     batch_size: int = 32
     reuse: bool = Field(True, description="reuse the media encoder output and the prefix KV cache")
+    device: str | None = Field(None, description="cpu, cuda, ... (None: CUDA when present)")
 
 
 def _target_kind(model_dir: str | Path) -> str:
@@ -60,6 +61,7 @@ def make_scorer(target: str | Path, cfg: FimmiaConfig):
             prompt_template=cfg.prompt_template,
             answer_sep=cfg.answer_sep,
             max_frames=cfg.max_frames,
+            device=cfg.device,
         )
     raise ModelNotFoundError(
         f"{target}: FiMMIA scores LLaVA-style targets (model_type 'llava'); this one is '{kind or 'unknown'}'"

@@ -1,9 +1,11 @@
 """Target losses of a sample and its neighbours on a LLaVA-style model, with computation reuse.
 
 The loss is the mean cross-entropy over the answer tokens (the `text` of a row without a
-prompt/answer split), given the media tokens and the prompt. The sequence is
-`tokens(prompt_template(media, prompt)) + tokens(answer_sep + answer)`, tokenised in two parts,
-so every neighbour of a sample shares the prefix token for token.
+prompt/answer split), given the media tokens and the prompt. The text is laid out as the score
+attacks' engine lays it out (`mmia.targets.generative`): `<image>` placeholders, the prompt, a
+space, the answer, so FiMMIA's loss of an original sample is the engine's answer loss (tested).
+It is tokenised as `tokens(prefix) + tokens(sep + answer)`, so every neighbour of a sample
+shares the prefix token for token.
 
 Three paths, chosen by what the neighbours change:
 - answer (or text) changes: the prefix (image tokens + prompt) is run ONCE with the pixel
@@ -48,9 +50,10 @@ class LlavaScorer:
         *,
         batch_size: int = 32,
         reuse: bool = True,
-        prompt_template: str = "{media}\n{prompt}",
+        prompt_template: str = "{media}{prompt}",
         answer_sep: str = " ",
         max_frames: int = 8,
+        device: str | None = None,
     ):
         from transformers import AutoProcessor, LlavaForConditionalGeneration
 
@@ -63,7 +66,11 @@ class LlavaScorer:
             hf_logging.disable_progress_bar()
         self.model_dir = str(model_dir)
         self.processor = offline.from_pretrained(AutoProcessor, self.model_dir, what="target")
-        self.model = offline.from_pretrained(LlavaForConditionalGeneration, self.model_dir, what="target").eval()
+        from mmia.targets.base import resolve_device
+
+        self.device = resolve_device(device)
+        model = offline.from_pretrained(LlavaForConditionalGeneration, self.model_dir, what="target")
+        self.model = model.to(self.device).eval()
         self.tokenizer = self.processor.tokenizer
         self.image_token = getattr(self.processor, "image_token", "<image>")
         self.batch_size = batch_size
@@ -86,7 +93,8 @@ class LlavaScorer:
 
     # --- inputs --------------------------------------------------------------------------------
     def pixel_values(self, images: list[np.ndarray]) -> torch.Tensor:
-        return self.processor.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
+        pv = self.processor.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
+        return pv.to(self.device, self.model.dtype)
 
     @property
     def tokens_per_image(self) -> int:
@@ -104,8 +112,10 @@ class LlavaScorer:
             ids = [self.tokenizer.bos_token_id]  # the first answer token needs something to follow
         return ids
 
-    def answer_ids(self, answer: str) -> list[int]:
-        return self.tokenizer(self.answer_sep + answer, add_special_tokens=False)["input_ids"]
+    def answer_ids(self, answer: str, prompt: str | None) -> list[int]:
+        """Answer tokens; the separator goes only after a prompt not already ending in a space."""
+        sep = self.answer_sep if prompt and not prompt[-1].isspace() else ""
+        return self.tokenizer(sep + answer, add_special_tokens=False)["input_ids"]
 
     def images_of(self, media: np.ndarray | None, field: str | None) -> list[np.ndarray]:
         """The images fed for a medium: one image, or up to `max_frames` evenly spaced frames."""
@@ -130,7 +140,8 @@ class LlavaScorer:
                 continue
             h = hidden[i, s - 1 : s - 1 + len(ans)]
             logits = head(h).float()
-            out.append(float(torch.nn.functional.cross_entropy(logits, torch.tensor(ans), reduction="mean")))
+            tgt = torch.tensor(ans, device=logits.device)
+            out.append(float(torch.nn.functional.cross_entropy(logits, tgt, reduction="mean")))
         return out
 
     def _pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,7 +152,7 @@ class LlavaScorer:
         for i, s in enumerate(seqs):
             ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
             mask[i, : len(s)] = 1
-        return ids, mask  # right padding: padded positions come after every real one
+        return ids.to(self.device), mask.to(self.device)  # right padding: padded positions come after every real one
 
     def score_rows(self, rows: list[Row]) -> list[float]:
         """Full forward per row (vision tower included), batched."""
@@ -158,7 +169,7 @@ class LlavaScorer:
 
     def score_answers_on_prefix(self, prefix: list[int], pixel_values, answers: list[list[int]]) -> list[float]:
         """Run the shared prefix once; score every answer on a copy of its KV cache."""
-        ids = torch.tensor([prefix], dtype=torch.long)
+        ids = torch.tensor([prefix], dtype=torch.long, device=self.device)
         pre = self.model.model(input_ids=ids, pixel_values=pixel_values, use_cache=True)
         last = pre.last_hidden_state[:, -1:]
         out = []
@@ -167,7 +178,7 @@ class LlavaScorer:
             cache = copy.deepcopy(pre.past_key_values)
             cache.batch_repeat_interleave(len(chunk))
             ans, amask = self._pad(chunk)
-            mask = torch.cat([torch.ones((len(chunk), len(prefix)), dtype=torch.long), amask], dim=1)
+            mask = torch.cat([torch.ones((len(chunk), len(prefix)), dtype=torch.long, device=self.device), amask], 1)
             hidden = self.model.model(input_ids=ans, attention_mask=mask, past_key_values=cache).last_hidden_state
             hidden = torch.cat([last.expand(len(chunk), -1, -1), hidden], dim=1)
             out += self._answer_losses(hidden, [1] * len(chunk), chunk)
@@ -213,11 +224,11 @@ class LlavaScorer:
         pv = self.pixel_values(orig_images) if orig_images else None
         n_img = len(orig_images)
         orig_prefix = self.prefix_ids(sample.prompt, n_img)
-        orig_answer = self.answer_ids(getattr(sample, target))
+        orig_answer = self.answer_ids(getattr(sample, target), sample.prompt)
 
         def media_row(nb):
             imgs = self.images_of(nb.media, nb.field)
-            answer = self.answer_ids(getattr(nb, target))
+            answer = self.answer_ids(getattr(nb, target), nb.prompt)
             return Row(self.prefix_ids(nb.prompt, len(imgs)), answer, self.pixel_values(imgs))
 
         if not self.reuse:
@@ -226,7 +237,8 @@ class LlavaScorer:
                 if nb.media is not None:
                     rows.append(media_row(nb))
                 else:
-                    rows.append(Row(self.prefix_ids(nb.prompt, n_img), self.answer_ids(getattr(nb, target)), pv))
+                    ans = self.answer_ids(getattr(nb, target), nb.prompt)
+                    rows.append(Row(self.prefix_ids(nb.prompt, n_img), ans, pv))
             losses = self.score_rows(rows)
             return losses[0], np.asarray(losses[1:], dtype=np.float64)
 
@@ -238,7 +250,7 @@ class LlavaScorer:
         for field, idx in groups.items():
             nbs = [neighbours[i] for i in idx]
             if field in ("answer", "text"):
-                answers = [orig_answer] + [self.answer_ids(getattr(nb, target)) for nb in nbs]
+                answers = [orig_answer] + [self.answer_ids(getattr(nb, target), nb.prompt) for nb in nbs]
                 losses = self.score_answers_on_prefix(orig_prefix, pv, answers)
             elif field == "prompt":
                 prefixes = [orig_prefix] + [self.prefix_ids(nb.prompt, n_img) for nb in nbs]
