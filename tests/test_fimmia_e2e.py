@@ -45,17 +45,25 @@ def data(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("field", ["answer", "prompt", "media", "answer+media"])
-def test_reuse_paths_equal_scratch(llava, data, field):
-    from mmia.fimmia.scoring import LlavaScorer
+@pytest.mark.parametrize(
+    "field,template",
+    [("answer", "{media}{prompt}"), ("prompt", "{media}{prompt}"), ("media", "{media}{prompt}"),
+     ("answer+media", "{media}{prompt}"), ("prompt", "{prompt} {media}"), ("answer", "{prompt} {media}")],
+)
+def test_reuse_paths_equal_scratch(llava, data, field, template):
+    from mmia.fimmia.scoring import LlavaScorer, Row
     from mmia.perturb.neighbours import decode_media
 
     s = Sample(id="x", row=1, prompt="describe the red picture at the top", answer="there is a small red circle "
                "at the top left and a large blue star", image=data / "0.png")
     nbs = NeighbourMaker(NeighbourConfig(k=6, field=field, text_techniques=("delete", "duplicate", "swap"))).make(s)
     img = decode_media(s, "image")
-    fast = LlavaScorer(llava, reuse=True, batch_size=4).score_sample(s, nbs, img, "image")
-    slow = LlavaScorer(llava, reuse=False, batch_size=4).score_sample(s, nbs, img, "image")
+    fast_scorer = LlavaScorer(llava, reuse=True, batch_size=4, prompt_template=template)
+    if template.startswith("{prompt}") and field == "prompt":  # no shared prefix holds the media tokens
+        rows = [Row(fast_scorer.prefix_ids(n.prompt, 1), [5], None) for n in nbs]
+        assert fast_scorer.score_on_shared_prefix(rows) is None  # -> the vision-feature path is taken
+    fast = fast_scorer.score_sample(s, nbs, img, "image")
+    slow = LlavaScorer(llava, reuse=False, batch_size=4, prompt_template=template).score_sample(s, nbs, img, "image")
     assert fast[0] == pytest.approx(slow[0], abs=1e-4)
     np.testing.assert_allclose(fast[1], slow[1], atol=1e-4)
     assert np.ptp(fast[1]) > 0  # neighbours really differ

@@ -7,11 +7,13 @@ space, the answer, so FiMMIA's loss of an original sample is the engine's answer
 It is tokenised as `tokens(prefix) + tokens(sep + answer)`, so every neighbour of a sample
 shares the prefix token for token.
 
-Three paths, chosen by what the neighbours change:
-- answer (or text) changes: the prefix (image tokens + prompt) is run ONCE with the pixel
-  values; its key-value cache is repeated over the batch and only the answer tokens of the
-  original and all neighbours are fed on top of it.
-- prompt changes: the vision tower + projector run ONCE per sample; each neighbour's input
+Paths, chosen by what the neighbours change:
+- text changes (answer, text or prompt): the longest token prefix shared by the original and
+  all its neighbours (media tokens, and the prompt when only the answer changes) is run ONCE
+  with the pixel values; its key-value cache is repeated over the batch and only the rest of
+  each sequence is fed on top of it.
+- text changes but the template puts text before the media (no shared prefix holding the
+  media tokens): the vision tower + projector run ONCE per sample; each neighbour's input
   embeddings get those image features scattered in, and only the language model runs.
 - media changes: every neighbour has its own pixel values; one batched full forward.
 `reuse=False` scores every row from scratch (full forward with pixel values per row): the
@@ -167,21 +169,35 @@ class LlavaScorer:
             out += self._answer_losses(hidden, [len(r.prefix) for r in chunk], [r.answer for r in chunk])
         return out
 
-    def score_answers_on_prefix(self, prefix: list[int], pixel_values, answers: list[list[int]]) -> list[float]:
-        """Run the shared prefix once; score every answer on a copy of its KV cache."""
-        ids = torch.tensor([prefix], dtype=torch.long, device=self.device)
-        pre = self.model.model(input_ids=ids, pixel_values=pixel_values, use_cache=True)
+    def score_on_shared_prefix(self, rows: list[Row]) -> list[float] | None:
+        """Rows that share their media: run the longest shared token prefix (media tokens
+        included) ONCE with the pixel values, then score each row's remaining prompt tokens and
+        answer on a copy of its KV cache. None when the shared prefix does not hold every media
+        token (a template with text before the media): the caller then reuses vision features."""
+        prefixes = [r.prefix for r in rows]
+        first = prefixes[0]
+        n = min(len(p) for p in prefixes)  # never share answer tokens: every row keeps its answer
+        shared = 0
+        while shared < n and all(p[shared] == first[shared] for p in prefixes):
+            shared += 1
+        image_id = self.model.config.image_token_id
+        if shared == 0 or first[:shared].count(image_id) != first.count(image_id):
+            return None
+        ids = torch.tensor([first[:shared]], dtype=torch.long, device=self.device)
+        pre = self.model.model(input_ids=ids, pixel_values=rows[0].pixel_values, use_cache=True)
         last = pre.last_hidden_state[:, -1:]
         out = []
-        for s in range(0, len(answers), self.batch_size):
-            chunk = answers[s : s + self.batch_size]
+        for s in range(0, len(rows), self.batch_size):
+            chunk = rows[s : s + self.batch_size]
             cache = copy.deepcopy(pre.past_key_values)
             cache.batch_repeat_interleave(len(chunk))
-            ans, amask = self._pad(chunk)
-            mask = torch.cat([torch.ones((len(chunk), len(prefix)), dtype=torch.long, device=self.device), amask], 1)
-            hidden = self.model.model(input_ids=ans, attention_mask=mask, past_key_values=cache).last_hidden_state
+            rest, rmask = self._pad([r.prefix[shared:] + r.answer for r in chunk])
+            mask = torch.cat([torch.ones((len(chunk), shared), dtype=torch.long, device=self.device), rmask], 1)
+            hidden = self.model.model(input_ids=rest, attention_mask=mask, past_key_values=cache).last_hidden_state
             hidden = torch.cat([last.expand(len(chunk), -1, -1), hidden], dim=1)
-            out += self._answer_losses(hidden, [1] * len(chunk), chunk)
+            # hidden[i, 0] is the last shared position; answer token j sits at len(prefix)+j overall
+            starts = [len(r.prefix) - shared + 1 for r in chunk]
+            out += self._answer_losses(hidden, starts, [r.answer for r in chunk])
         return out
 
     def score_prompts_on_features(self, prefixes: list[list[int]], pixel_values, answer: list[int]) -> list[float]:
@@ -249,12 +265,14 @@ class LlavaScorer:
             groups.setdefault(nb.field, []).append(i)
         for field, idx in groups.items():
             nbs = [neighbours[i] for i in idx]
-            if field in ("answer", "text"):
-                answers = [orig_answer] + [self.answer_ids(getattr(nb, target), nb.prompt) for nb in nbs]
-                losses = self.score_answers_on_prefix(orig_prefix, pv, answers)
-            elif field == "prompt":
-                prefixes = [orig_prefix] + [self.prefix_ids(nb.prompt, n_img) for nb in nbs]
-                losses = self.score_prompts_on_features(prefixes, pv, orig_answer)
+            if field in ("answer", "text", "prompt"):
+                rows = [Row(orig_prefix, orig_answer, pv)] + [
+                    Row(self.prefix_ids(nb.prompt, n_img), self.answer_ids(getattr(nb, target), nb.prompt), pv)
+                    for nb in nbs
+                ]
+                losses = self.score_on_shared_prefix(rows)
+                if losses is None:
+                    losses = self.score_prompts_on_features([r.prefix for r in rows], pv, orig_answer)
             else:  # the media changes: each neighbour needs its own vision pass
                 losses = self.score_rows([Row(orig_prefix, orig_answer, pv)] + [media_row(nb) for nb in nbs])
             orig_loss = losses[0] if orig_loss is None else orig_loss
