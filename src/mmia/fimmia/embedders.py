@@ -83,5 +83,18 @@ class ContrastiveMediaEmbedder:
                 return np.stack([emb[owner == i].mean(axis=0) for i in range(len(media))]).astype(np.float32)
             if self.kind != "clap":
                 raise ValueError("audio media needs a CLAP embedder")
-            inp = self.processor(audio=list(media), sampling_rate=sampling_rate, return_tensors="pt")
+            from fractions import Fraction
+
+            from scipy.signal import resample_poly
+
+            fe = self.processor.feature_extractor
+            sr = int(fe.sampling_rate)
+            clips = []
+            for wave in media:
+                if sr != sampling_rate:
+                    frac = Fraction(sr, sampling_rate)
+                    wave = resample_poly(wave, frac.numerator, frac.denominator).astype(np.float32)
+                # trim here: CLAP's own truncation of long clips picks a random window
+                clips.append(wave[: int(fe.nb_max_samples)])
+            inp = self.processor(audio=clips, sampling_rate=sr, return_tensors="pt")
             return self._pooled(self.model.get_audio_features(**inp)).float().numpy().astype(np.float32)
