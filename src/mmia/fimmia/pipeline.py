@@ -36,10 +36,23 @@ class FimmiaConfig(BaseModel):
     )
     prompt_template: str = "{media}{prompt}"
     answer_sep: str = " "
+    answer_template: str | None = Field(None, description="e.g. ' {answer}</s>'; None: answer_sep + answer")
     max_frames: int = 8
     batch_size: int = 32
     reuse: bool = Field(True, description="reuse the media encoder output and the prefix KV cache")
     device: str | None = Field(None, description="cpu, cuda, ... (None: CUDA when present)")
+
+
+def config_for_testbed(manifest: dict, **overrides) -> FimmiaConfig:
+    """A config whose text layout is the one the testbed's models were trained on (its manifest's
+    `format`: a prompt with an `<image>` placeholder and an answer template)."""
+    fmt = manifest.get("format") or {}
+    values = {}
+    if "prompt" in fmt:
+        values["prompt_template"] = fmt["prompt"].replace("<image>", "{media}")
+    if "answer" in fmt:
+        values["answer_template"] = fmt["answer"]
+    return FimmiaConfig(**{**values, **overrides})
 
 
 def _target_kind(model_dir: str | Path) -> str:
@@ -60,6 +73,7 @@ def make_scorer(target: str | Path, cfg: FimmiaConfig):
             reuse=cfg.reuse,
             prompt_template=cfg.prompt_template,
             answer_sep=cfg.answer_sep,
+            answer_template=cfg.answer_template,
             max_frames=cfg.max_frames,
             device=cfg.device,
         )
@@ -123,7 +137,10 @@ class FeatureExtractor:
         orig_loss, nb_loss = self.scorer.score_sample(sample, nbs, media, mfield)
         value = {"orig_loss": np.array([orig_loss]), "nb_loss": nb_loss}
         if self.text_embedder is not None:
-            emb = self.text_embedder.encode([sample.full_text] + [nb.full_text for nb in nbs])
+            texts = [sample.full_text] + [nb.full_text for nb in nbs]
+            unique = list(dict.fromkeys(texts))  # media neighbours keep the text: embed it once
+            emb = self.text_embedder.encode(unique)
+            emb = emb[[unique.index(t) for t in texts]]
             value["orig_text"], value["nb_text"] = emb[0], emb[1:]
         own = self.cfg.media_embedder == "target" and mfield in ("image", "video")
         if own or (self.media_embedder is not None and mfield is not None):

@@ -54,6 +54,7 @@ class LlavaScorer:
         reuse: bool = True,
         prompt_template: str = "{media}{prompt}",
         answer_sep: str = " ",
+        answer_template: str | None = None,
         max_frames: int = 8,
         device: str | None = None,
     ):
@@ -79,6 +80,7 @@ class LlavaScorer:
         self.reuse = reuse
         self.prompt_template = prompt_template
         self.answer_sep = answer_sep
+        self.answer_template = answer_template
         self.max_frames = max_frames
         self.fingerprint = fingerprint_dir(self.model_dir)
         self._tokens_per_image: int | None = None
@@ -90,6 +92,7 @@ class LlavaScorer:
             "version": SCORER_VERSION,
             "prompt_template": self.prompt_template,
             "answer_sep": self.answer_sep,
+            "answer_template": self.answer_template,
             "max_frames": self.max_frames,
         }
 
@@ -115,7 +118,10 @@ class LlavaScorer:
         return ids
 
     def answer_ids(self, answer: str, prompt: str | None) -> list[int]:
-        """Answer tokens; the separator goes only after a prompt not already ending in a space."""
+        """Answer tokens: `answer_template` (e.g. " {answer}</s>", the format a model was trained
+        on) when set; else the separator, only after a prompt not already ending in a space."""
+        if self.answer_template is not None:
+            return self.tokenizer(self.answer_template.format(answer=answer), add_special_tokens=False)["input_ids"]
         sep = self.answer_sep if prompt and not prompt[-1].isspace() else ""
         return self.tokenizer(sep + answer, add_special_tokens=False)["input_ids"]
 
