@@ -63,22 +63,27 @@ def _target_kind(model_dir: str | Path) -> str:
 
 
 def make_scorer(target: str | Path, cfg: FimmiaConfig):
+    """The loss scorer for the target's architecture: LLaVA-style (image, video) or Whisper-style (audio)."""
     kind = _target_kind(target)
+    common = dict(
+        batch_size=cfg.batch_size,
+        reuse=cfg.reuse,
+        prompt_template=cfg.prompt_template,
+        answer_sep=cfg.answer_sep,
+        answer_template=cfg.answer_template,
+        device=cfg.device,
+    )
     if kind == "llava":
         from mmia.fimmia.scoring import LlavaScorer
 
-        return LlavaScorer(
-            target,
-            batch_size=cfg.batch_size,
-            reuse=cfg.reuse,
-            prompt_template=cfg.prompt_template,
-            answer_sep=cfg.answer_sep,
-            answer_template=cfg.answer_template,
-            max_frames=cfg.max_frames,
-            device=cfg.device,
-        )
+        return LlavaScorer(target, max_frames=cfg.max_frames, **common)
+    if kind == "whisper":
+        from mmia.fimmia.scoring_audio import WhisperScorer
+
+        return WhisperScorer(target, **common)
     raise ModelNotFoundError(
-        f"{target}: FiMMIA scores LLaVA-style targets (model_type 'llava'); this one is '{kind or 'unknown'}'"
+        f"{target}: FiMMIA scores LLaVA-style (model_type 'llava') and Whisper-style ('whisper') targets; "
+        f"this one is '{kind or 'unknown'}'"
     )
 
 
@@ -123,11 +128,10 @@ class FeatureExtractor:
             parts["text_fp"] = fingerprint_dir(self.text_embedder.model_dir)
         return json.dumps(parts, sort_keys=True)
 
-    def _media_emb(self, images_by_item: list[list[np.ndarray]], field: str) -> np.ndarray:
+    def _media_emb(self, media_items: list[np.ndarray], field: str) -> np.ndarray:
         if self.cfg.media_embedder == "target":
-            return np.stack([self.scorer.media_embedding(imgs) for imgs in images_by_item])
-        items = [np.stack(imgs) if field == "video" else imgs[0] for imgs in images_by_item]
-        return self.media_embedder.encode(items, field)
+            return np.stack([self.scorer.media_embedding_of(m, field) for m in media_items])
+        return self.media_embedder.encode(media_items, field, self.cfg.neighbours.sampling_rate)
 
     def compute(self, sample: Sample) -> dict[str, np.ndarray]:
         """Losses and embeddings of one sample and its K neighbours (raw, not deltas)."""
@@ -142,11 +146,10 @@ class FeatureExtractor:
             emb = self.text_embedder.encode(unique)
             emb = emb[[unique.index(t) for t in texts]]
             value["orig_text"], value["nb_text"] = emb[0], emb[1:]
-        own = self.cfg.media_embedder == "target" and mfield in ("image", "video")
+        own = self.cfg.media_embedder == "target" and mfield is not None
         if own or (self.media_embedder is not None and mfield is not None):
-            orig_imgs = self.scorer.images_of(media, mfield)
             changed = [i for i, nb in enumerate(nbs) if nb.media is not None]
-            embs = self._media_emb([orig_imgs] + [self.scorer.images_of(nbs[i].media, mfield) for i in changed], mfield)
+            embs = self._media_emb([media] + [nbs[i].media for i in changed], mfield)
             nb_media = np.repeat(embs[:1], len(nbs), axis=0)  # unchanged media: zero delta
             nb_media[changed] = embs[1:]
             value["orig_media"], value["nb_media"] = embs[0], nb_media

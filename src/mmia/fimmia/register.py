@@ -18,8 +18,8 @@ PAPER = (
     family="neural",
     paper=PAPER,
     config=FimmiaConfig,
-    target_kinds=("vlm",),
-    modalities=("image", "video", "text"),
+    target_kinds=("vlm", "audio-lm"),
+    modalities=("image", "video", "audio", "text"),
     needs_labels=True,
 )
 def fimmia_method(*_args, **_kwargs):
@@ -51,7 +51,9 @@ def _best_score_attack(eval_ds, testbed, cache, seed):
 @register_demo_step("fimmia", order=30)
 def fimmia_demo_step(testbed, ctx) -> list:
     """FiMMIA on a vlm testbed's matched split: train on one part, report on the disjoint rest."""
-    if testbed.target_kind != "vlm" or "target" not in testbed.targets or "matched" not in testbed.splits:
+    if testbed.target_kind not in ("vlm", "audio-lm") or "target" not in testbed.targets:
+        return []
+    if "matched" not in testbed.splits:
         return []
     from mmia.cache import Cache
     from mmia.data import load_dataset

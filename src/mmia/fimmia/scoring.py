@@ -233,6 +233,9 @@ class LlavaScorer:
         feats = self.model.model.get_image_features(pixel_values=self.pixel_values(images)).pooler_output
         return torch.cat(list(feats)).mean(dim=0).float().numpy()
 
+    def media_embedding_of(self, media: np.ndarray, field: str) -> np.ndarray:
+        return self.media_embedding(self.images_of(media, field))
+
     # --- one sample ----------------------------------------------------------------------------
     @torch.no_grad()
     def score_sample(self, sample, neighbours, media: np.ndarray | None, media_field: str | None):
