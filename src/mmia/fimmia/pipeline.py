@@ -159,9 +159,7 @@ class FeatureExtractor:
         from mmia.progress import progress_bar
 
         version = self.version()
-        keys = [
-            make_key(self.scorer.fingerprint, s.id, _sample_digest(s), "fimmia-features", version) for s in dataset
-        ]
+        keys = [make_key(self.scorer.fingerprint, s.id, _sample_digest(s), "fimmia-features", version) for s in dataset]
         with progress_bar(description, len(dataset), unit="samples") as bar:
             values = cached_map(
                 self.cache,
