@@ -210,16 +210,21 @@ def run_attack(
     """Load data and models, score, evaluate; with `out_dir`, write results.json, scores.parquet and report.html."""
     from mmia.cache import Cache
     from mmia.data import load_dataset
-    from mmia.targets import load_target
+    from mmia.offline import resolve_model_dir
+    from mmia.targets import detect_kind, load_target
 
     dataset = data if hasattr(data, "samples") else load_dataset(data, skip_bad=skip_bad)
-    target = load_target(target_dir, device=device, dtype=dtype)
+    # Check the request against config.json before paying for loading any weights.
+    kind = detect_kind(resolve_model_dir(target_dir, "target model"))
+    if reference_dir is not None:
+        ref_kind = detect_kind(resolve_model_dir(reference_dir, "reference model"))
+        if ref_kind not in GENERATIVE or kind not in GENERATIVE:
+            raise InputError("--reference works with generative targets and references (causal LM, VLM, audio LM)")
+    specs = select_attacks(attacks, kind, dataset.modalities, reference_dir is not None)
+    target = load_target(target_dir, kind=kind, device=device, dtype=dtype)
     reference = None
     if reference_dir is not None:
         reference = load_target(reference_dir, device=target.device, dtype=dtype)
-        if reference.kind not in GENERATIVE or target.kind not in GENERATIVE:
-            raise InputError("--reference works with generative targets and references (causal LM, VLM, audio LM)")
-    specs = select_attacks(attacks, target.kind, dataset.modalities, reference is not None)
     cache = Cache(cache_dir) if cache_dir is not None else Cache()
     t0 = time.perf_counter()
     try:
