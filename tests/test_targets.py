@@ -32,6 +32,12 @@ def test_generative_target(tiny_dir, media_data, name, kind, media_code):  # noq
         if media_code is not None:
             assert (e.codes == media_code).sum() > 0
             assert (e.codes == media_code).sum() == (e.input_ids == t.media_token_id).sum()
+    # Encoding a batch at once (one processor call where possible) gives the same as one by one.
+    for a, b in zip(t.encode_batch(list(media_data)), enc, strict=True):
+        assert (a.input_ids == b.input_ids).all() and (a.codes == b.codes).all()
+        assert a.extras.keys() == b.extras.keys()
+        for k in a.extras:
+            torch.testing.assert_close(a.extras[k], b.extras[k])
     # One padded batch gives the same statistics as each sample alone (padding changes nothing).
     together = t.token_stats(enc)
     alone = [t.token_stats([e])[0] for e in enc]
