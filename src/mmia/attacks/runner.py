@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -123,31 +124,50 @@ def score_samples(
         column_attack: dict[str, str] = {}
         own_time = {s.name: 0.0 for s in specs}
         bad: set[int] = set()
-        for items in zip(*timed.values(), strict=True):
-            views = dict(zip(timed.keys(), items, strict=True))
-            idx = {i for i, _ in views.values()}
-            if len(idx) != 1:
-                raise RuntimeError("engine streams went out of step")  # same order by construction
-            i = idx.pop()
-            if any(v is None for _, v in views.values()):
-                bad.add(i)
-                continue
-            rec = SampleRecord(sample=samples[i])
-            if target.kind in GENERATIVE:
-                rec.stats = views["target"][1]
-                rec.lower = views.get("lower", (None, None))[1]
-                rec.reference = views.get("reference", (None, None))[1]
-            else:
-                rec.embeddings = views["target"][1]
-            for s in specs:
-                t0 = time.perf_counter()
-                for suffix, value in s.run(rec, configs[s.name]).items():
-                    col = s.name + suffix
-                    if col not in columns:
-                        columns[col] = np.full(n, np.nan)
-                        column_attack[col] = s.name
-                    columns[col][i] = value
-                own_time[s.name] += time.perf_counter() - t0
+
+        def reduce(records: list[SampleRecord], where: list[int]) -> None:
+            # Runs in a worker thread, overlapping the next batch's forward pass; only this
+            # thread writes the columns until the end.
+            for i, rec in zip(where, records, strict=True):
+                for s in specs:
+                    t0 = time.perf_counter()
+                    for suffix, value in s.run(rec, configs[s.name]).items():
+                        col = s.name + suffix
+                        if col not in columns:
+                            columns[col] = np.full(n, np.nan)
+                            column_attack[col] = s.name
+                        columns[col][i] = value
+                    own_time[s.name] += time.perf_counter() - t0
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            futures: list = []
+            records, where = [], []
+            for items in zip(*timed.values(), strict=True):
+                views = dict(zip(timed.keys(), items, strict=True))
+                idx = {i for i, _ in views.values()}
+                if len(idx) != 1:
+                    raise RuntimeError("engine streams went out of step")  # same order by construction
+                i = idx.pop()
+                if any(v is None for _, v in views.values()):
+                    bad.add(i)
+                    continue
+                rec = SampleRecord(sample=samples[i])
+                if target.kind in GENERATIVE:
+                    rec.stats = views["target"][1]
+                    rec.lower = views.get("lower", (None, None))[1]
+                    rec.reference = views.get("reference", (None, None))[1]
+                else:
+                    rec.embeddings = views["target"][1]
+                records.append(rec)
+                where.append(i)
+                if len(records) >= batch_size:
+                    futures.append(pool.submit(reduce, records, where))
+                    records, where = [], []
+                    while len(futures) > 2:  # bound the statistics held in flight
+                        futures.pop(0).result()
+            futures.append(pool.submit(reduce, records, where))
+            for f in futures:
+                f.result()
     keep = np.array([i not in bad for i in range(n)])
     skipped = []
     for c in counts.values():
