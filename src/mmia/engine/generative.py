@@ -106,27 +106,23 @@ def iter_token_stats(
                     bad.append((i, exc))
             return ok, enc, bad
 
-    # Encoding (media decoding, tokenising) of the next batch runs in a worker thread while the
-    # model runs on this one; the cache is only touched from this thread.
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    # A three-stage pipeline: a worker thread encodes batch c+1 (media decoding, tokenising)
+    # and another reduces the logits of batch c to statistics while this thread runs the model
+    # on batch c+1; torch releases the GIL in its kernels, so the stages overlap. The cache is
+    # only touched from this thread. At most two batches of logits are alive at once.
+    split = hasattr(target, "logits") and hasattr(target, "reduce_logits")
+    with ThreadPoolExecutor(max_workers=1) as enc_pool, ThreadPoolExecutor(max_workers=1) as red_pool:
         plans = [None] * len(chunks)
         if chunks:
             k0 = lookup(chunks[0])
-            plans[0] = (k0, pool.submit(encode, k0[2]))
-        for c, idx in enumerate(chunks):
-            (keys, found, todo), fut = plans[c]
-            if c + 1 < len(chunks):
-                nxt = lookup(chunks[c + 1])
-                plans[c + 1] = (nxt, pool.submit(encode, nxt[2]))
-            plans[c] = None
-            ok, encoded, bad = fut.result()
-            for i, exc in bad:
-                if not skip_bad:
-                    raise InputError(f"sample '{samples[i].id}': {exc}", source, samples[i].row) from None
-                counts.skipped.append((i, str(exc)))
+            plans[0] = (k0, enc_pool.submit(encode, k0[2]))
+        waiting = None  # (idx, keys, found, todo, ok, future of statistics) of the previous batch
+
+        def finish(w):
+            idx, keys, found, todo, ok, fut = w
             computed = {}
-            if encoded:
-                values = target.token_stats(encoded)
+            if fut is not None:
+                values = fut.result()
                 computed = {keys[i]: v for i, v in zip(ok, values, strict=True)}
                 if cache is not None:
                     cache.put_many(computed)
@@ -137,6 +133,30 @@ def iter_token_stats(
                 yield i, found.get(keys[i], computed.get(keys[i]))
             if bar is not None:
                 bar.advance(len(idx))
+
+        for c, idx in enumerate(chunks):
+            (keys, found, todo), fut = plans[c]
+            if c + 1 < len(chunks):
+                nxt = lookup(chunks[c + 1])
+                plans[c + 1] = (nxt, enc_pool.submit(encode, nxt[2]))
+            plans[c] = None
+            ok, encoded, bad = fut.result()
+            for i, exc in bad:
+                if not skip_bad:
+                    raise InputError(f"sample '{samples[i].id}': {exc}", source, samples[i].row) from None
+                counts.skipped.append((i, str(exc)))
+            stats_future = None
+            if encoded:
+                if split:
+                    logits, _ = target.logits(encoded)
+                    stats_future = red_pool.submit(target.reduce_logits, logits, encoded)
+                else:
+                    stats_future = red_pool.submit(lambda e=encoded: e and target.token_stats(e))
+            if waiting is not None:
+                yield from finish(waiting)
+            waiting = (idx, keys, found, todo, ok, stats_future)
+        if waiting is not None:
+            yield from finish(waiting)
 
 
 def answer_losses(target, samples: Sequence, *, cache: Cache | None = None, batch_size: int = 8,

@@ -166,13 +166,18 @@ class _Generative:
         The vocabulary-sized work runs on groups of rows small enough to bound memory
         (about 2^25 logits at a time), then each sample keeps only its own scalars per token.
         """
+        logits, _ = self.logits(batch)
+        return self.reduce_logits(logits, batch)
+
+    def reduce_logits(self, logits, batch: list[Encoded]) -> list[dict[str, np.ndarray]]:
+        """The statistics half of `token_stats`, from a batch's logits (the engine runs it in a
+        worker thread while the model runs on the next batch)."""
         import torch
 
-        logits, _ = self.logits(batch)
         b, width, vocab = logits.shape
         if width < 2:
             return [{**{k: np.zeros(0, np.float32) for k in STAT_NAMES}, "codes": e.codes.copy()} for e in batch]
-        targets = torch.full((b, max(width - 1, 1)), 0, dtype=torch.long)
+        targets = torch.full((b, width - 1), 0, dtype=torch.long)
         for i, e in enumerate(batch):
             targets[i, : len(e) - 1] = torch.from_numpy(e.input_ids[1:])
         targets = targets.to(logits.device)
@@ -180,7 +185,7 @@ class _Generative:
         out = []
         with torch.inference_mode():
             for g in range(0, b, group):
-                st = stats_from_logits(logits[g : g + group, : width - 1], targets[g : g + group, : width - 1])
+                st = stats_from_logits(logits[g : g + group, : width - 1], targets[g : g + group])
                 st = {k: v.float().cpu().numpy() for k, v in st.items()}
                 for j, e in enumerate(batch[g : g + group]):
                     n = max(len(e) - 1, 0)
