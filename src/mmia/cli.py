@@ -105,6 +105,40 @@ def report(out_dir: Path = typer.Argument(..., help="A results directory (with r
     typer.echo(str(path))
 
 
+@app.command()
+def testbed(
+    name: str = typer.Argument(..., help="A registered testbed (scenes, vlm, ...)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the testbed into."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the data and the training."),
+    cache: Path | None = typer.Option(None, "--cache", help="mmia cache folder (default: the user cache dir)."),
+    quick: bool = typer.Option(False, "--quick", help="Miniature version (tests)."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild even when a cached build exists."),
+):
+    """Build one testbed with known membership (data, target models, manifest.json)."""
+    from mmia.testbeds.build import build_testbed
+
+    tb = build_testbed(name, seed=seed, cache_dir=cache, out=out, quick=quick, rebuild=rebuild)
+    typer.echo(str(tb.root))
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo-out"), "--out", help="Results folder."),
+    quick: bool = typer.Option(False, "--quick", help="Miniature testbeds and settings (seconds, for tests)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the testbeds and the methods."),
+    cache: Path | None = typer.Option(None, "--cache", help="mmia cache folder (default: the user cache dir)."),
+    jobs: int = typer.Option(2, "--jobs", help="Testbeds built at once (each trains on one thread)."),
+):
+    """The main job: build (or reuse) the testbeds, audit them with every method, report."""
+    from mmia.demo import print_summary, run_demo
+    from mmia.progress import info
+
+    outcome = run_demo(out, quick=quick, seed=seed, cache_dir=cache, jobs=jobs, log=info)
+    print_summary(outcome)
+    if outcome.failures:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr and their exit status."""
     try:
