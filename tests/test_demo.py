@@ -18,8 +18,8 @@ def no_steps(monkeypatch):
     monkeypatch.setitem(registry._loaded, "done", True)
 
 
-def test_quick_demo_with_no_steps_writes_outputs(tmp_path, no_steps):
-    outcome = run_demo(tmp_path / "out", quick=True, cache_dir=tmp_path / "cache", log=lambda m: None)
+def test_quick_demo_with_no_steps_writes_outputs(tmp_path, no_steps, quick_cache):
+    outcome = run_demo(tmp_path / "out", quick=True, cache_dir=quick_cache, log=lambda m: None)
     out = tmp_path / "out"
     for name in ("results.json", "scores.parquet", "report.html"):
         assert (out / name).exists(), name
@@ -53,10 +53,10 @@ def _broken_step(tb, ctx):
     return []
 
 
-def test_demo_runs_registered_steps(tmp_path, no_steps):
+def test_demo_runs_registered_steps(tmp_path, no_steps, quick_cache):
     registry.register_demo_step("length", order=10)(_answer_length_step)
     registry.register_demo_step("broken", order=20)(_broken_step)
-    outcome = run_demo(tmp_path / "out", quick=True, cache_dir=tmp_path / "cache", log=lambda m: None)
+    outcome = run_demo(tmp_path / "out", quick=True, cache_dir=quick_cache, log=lambda m: None)
     names = [s.name for s in outcome.result.sections]
     assert len(names) == len(set(names))
     assert "scenes/matched · length" in names and "vlm/shifted · length" in names
@@ -71,12 +71,21 @@ def test_demo_runs_registered_steps(tmp_path, no_steps):
     assert "vlm/matched" in (tmp_path / "out" / "report.html").read_text()
 
 
-def test_demo_cli_quick(tmp_path):
+def test_demo_cli_quick(tmp_path, quick_cache):
     proc = subprocess.run(
         [sys.executable, "-c", "from mmia.cli import main; main()", "demo", "--quick", "--out", str(tmp_path / "o"),
-         "--cache", str(tmp_path / "c")],
+         "--cache", str(quick_cache)],
         capture_output=True,
         text=True,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "mmia demo" in proc.stdout and (tmp_path / "o" / "report.html").exists()
+
+
+def test_parallel_builds_match_the_serial_ones(tmp_path, quick_cache):
+    from mmia.demo import build_all
+
+    built = build_all(["scenes", "vlm"], seed=0, cache_dir=tmp_path, quick=True, jobs=2, log=lambda m: None)
+    serial = build_all(["scenes", "vlm"], seed=0, cache_dir=quick_cache, quick=True, jobs=1, log=lambda m: None)
+    assert built[1].manifest["weights_sha256"] == serial[1].manifest["weights_sha256"]
+    assert built[0].manifest["ids"] == serial[0].manifest["ids"]

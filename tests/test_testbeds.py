@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from mmia.errors import InputError
-from mmia.testbeds.base import Testbed as TestbedHandle
+from mmia.testbeds.base import Testbed as Handle
 from mmia.testbeds.base import list_testbeds
 from mmia.testbeds.build import build_testbed, entry_name, get_spec
 from mmia.testbeds.manifest import tree_hash
@@ -16,9 +16,9 @@ def test_registry_lists_scenes():
     assert "scenes" in names
 
 
-def test_scenes_testbed_builds_with_manifest(tmp_path):
-    tb = build_testbed("scenes", seed=0, quick=True, cache_dir=tmp_path / "cache")
-    assert isinstance(tb, TestbedHandle) and tb.target_kind is None
+def test_scenes_testbed_builds_with_manifest(quick_cache):
+    tb = build_testbed("scenes", seed=0, quick=True, cache_dir=quick_cache)
+    assert isinstance(tb, Handle) and tb.target_kind is None
     assert set(tb.splits) == {"matched", "shifted", "matched_video", "shifted_video"}
     m = tb.manifest
     assert m["seed"] == 0 and m["quick"] is True and m["name"] == "scenes"
@@ -98,10 +98,9 @@ def test_cli_builds_scenes(tmp_path):
     assert m["seed"] == 5 and (tmp_path / "o" / "matched.jsonl").exists()
 
 
-@pytest.fixture(scope="module")
-def quick_vlm(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
-    return build_testbed("vlm", seed=0, quick=True, cache_dir=cache), cache
+@pytest.fixture
+def quick_vlm(quick_cache):
+    return build_testbed("vlm", seed=0, quick=True, cache_dir=quick_cache), quick_cache
 
 
 def test_vlm_manifest(quick_vlm):

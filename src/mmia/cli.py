@@ -127,12 +127,13 @@ def demo(
     quick: bool = typer.Option(False, "--quick", help="Miniature testbeds and settings (seconds, for tests)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the testbeds and the methods."),
     cache: Path | None = typer.Option(None, "--cache", help="mmia cache folder (default: the user cache dir)."),
+    jobs: int = typer.Option(2, "--jobs", help="Testbeds built at once (each trains on one thread)."),
 ):
     """The main job: build (or reuse) the testbeds, audit them with every method, report."""
     from mmia.demo import print_summary, run_demo
     from mmia.progress import info
 
-    outcome = run_demo(out, quick=quick, seed=seed, cache_dir=cache, log=info)
+    outcome = run_demo(out, quick=quick, seed=seed, cache_dir=cache, jobs=jobs, log=info)
     print_summary(outcome)
     if outcome.failures:
         raise typer.Exit(1)

@@ -15,7 +15,7 @@ from pathlib import Path
 from mmia.attacks.registry import list_demo_steps
 from mmia.results import RunResult, ScoreTable, Section, write_results
 from mmia.testbeds.base import DemoContext, Testbed, list_testbeds
-from mmia.testbeds.build import build_testbed, default_cache_dir
+from mmia.testbeds.build import build_testbed, default_cache_dir, is_cached
 
 
 @dataclass
@@ -25,6 +25,45 @@ class DemoOutcome:
     testbeds: list[Testbed] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     n_steps: int = 0
+
+
+def _build_quietly(name: str, seed: int, cache_dir: str, quick: bool) -> str:
+    """Worker: build one testbed (its own process, one torch thread, no progress bars)."""
+    from mmia import progress
+
+    progress.set_quiet(True)
+    return str(build_testbed(name, seed=seed, cache_dir=cache_dir, quick=quick).root)
+
+
+def build_all(names: list[str], *, seed: int, cache_dir: Path, quick: bool, jobs: int = 2, log=print) -> list[Testbed]:
+    """Build (or reuse) testbeds; those not cached yet are built `jobs` at a time in worker processes.
+
+    Each build trains with one thread, so two builds use the two cores a small machine has.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    root = Path(cache_dir)
+    specs = {s.name: s for s in list_testbeds()}
+    todo = [n for n in names if not is_cached(specs[n], seed=seed, cache_dir=root, quick=quick)]
+    t = time.perf_counter()
+    if len(todo) > 1 and jobs > 1:
+        log(f"building {len(todo)} testbeds, {jobs} at a time: {', '.join(todo)}")
+        ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
+        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx) as pool:
+            futures = {n: pool.submit(_build_quietly, n, seed, str(root), quick) for n in todo}
+            for n, fut in futures.items():
+                fut.result()
+                log(f"testbed {n}: built ({time.perf_counter() - t:.1f} s since start)")
+    out = []
+    for n in names:
+        t1 = time.perf_counter()
+        out.append(build_testbed(n, seed=seed, cache_dir=root, quick=quick))
+        if n in todo and not (len(todo) > 1 and jobs > 1):
+            log(f"testbed {n}: built in {time.perf_counter() - t1:.1f} s")
+        elif n not in todo:
+            log(f"testbed {n}: reused from the cache ({out[-1].root})")
+    return out
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -54,6 +93,7 @@ def run_demo(
     quick: bool = False,
     seed: int = 0,
     cache_dir: str | Path | None = None,
+    jobs: int = 2,
     log=print,
 ) -> DemoOutcome:
     """Build the testbeds, run the demo steps, write results.json, scores.parquet and report.html."""
@@ -63,11 +103,8 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     t0 = time.perf_counter()
-    testbeds = []
-    for spec in (s for s in list_testbeds() if s.in_demo):
-        t = time.perf_counter()
-        testbeds.append(build_testbed(spec.name, seed=seed, cache_dir=cache_root, quick=quick))
-        log(f"testbed {spec.name}: ready in {time.perf_counter() - t:.1f} s ({testbeds[-1].root})")
+    testbeds = build_all([s.name for s in list_testbeds() if s.in_demo], seed=seed, cache_dir=cache_root,
+                         quick=quick, jobs=jobs, log=log)
     steps = list_demo_steps()
     if not steps:
         log("no demo steps are registered yet: method families add themselves with "

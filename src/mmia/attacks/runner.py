@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -123,31 +124,50 @@ def score_samples(
         column_attack: dict[str, str] = {}
         own_time = {s.name: 0.0 for s in specs}
         bad: set[int] = set()
-        for items in zip(*timed.values(), strict=True):
-            views = dict(zip(timed.keys(), items, strict=True))
-            idx = {i for i, _ in views.values()}
-            if len(idx) != 1:
-                raise RuntimeError("engine streams went out of step")  # same order by construction
-            i = idx.pop()
-            if any(v is None for _, v in views.values()):
-                bad.add(i)
-                continue
-            rec = SampleRecord(sample=samples[i])
-            if target.kind in GENERATIVE:
-                rec.stats = views["target"][1]
-                rec.lower = views.get("lower", (None, None))[1]
-                rec.reference = views.get("reference", (None, None))[1]
-            else:
-                rec.embeddings = views["target"][1]
-            for s in specs:
-                t0 = time.perf_counter()
-                for suffix, value in s.run(rec, configs[s.name]).items():
-                    col = s.name + suffix
-                    if col not in columns:
-                        columns[col] = np.full(n, np.nan)
-                        column_attack[col] = s.name
-                    columns[col][i] = value
-                own_time[s.name] += time.perf_counter() - t0
+
+        def reduce(records: list[SampleRecord], where: list[int]) -> None:
+            # Runs in a worker thread, overlapping the next batch's forward pass; only this
+            # thread writes the columns until the end.
+            for i, rec in zip(where, records, strict=True):
+                for s in specs:
+                    t0 = time.perf_counter()
+                    for suffix, value in s.run(rec, configs[s.name]).items():
+                        col = s.name + suffix
+                        if col not in columns:
+                            columns[col] = np.full(n, np.nan)
+                            column_attack[col] = s.name
+                        columns[col][i] = value
+                    own_time[s.name] += time.perf_counter() - t0
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            futures: list = []
+            records, where = [], []
+            for items in zip(*timed.values(), strict=True):
+                views = dict(zip(timed.keys(), items, strict=True))
+                idx = {i for i, _ in views.values()}
+                if len(idx) != 1:
+                    raise RuntimeError("engine streams went out of step")  # same order by construction
+                i = idx.pop()
+                if any(v is None for _, v in views.values()):
+                    bad.add(i)
+                    continue
+                rec = SampleRecord(sample=samples[i])
+                if target.kind in GENERATIVE:
+                    rec.stats = views["target"][1]
+                    rec.lower = views.get("lower", (None, None))[1]
+                    rec.reference = views.get("reference", (None, None))[1]
+                else:
+                    rec.embeddings = views["target"][1]
+                records.append(rec)
+                where.append(i)
+                if len(records) >= batch_size:
+                    futures.append(pool.submit(reduce, records, where))
+                    records, where = [], []
+                    while len(futures) > 2:  # bound the statistics held in flight
+                        futures.pop(0).result()
+            futures.append(pool.submit(reduce, records, where))
+            for f in futures:
+                f.result()
     keep = np.array([i not in bad for i in range(n)])
     skipped = []
     for c in counts.values():
@@ -210,16 +230,21 @@ def run_attack(
     """Load data and models, score, evaluate; with `out_dir`, write results.json, scores.parquet and report.html."""
     from mmia.cache import Cache
     from mmia.data import load_dataset
-    from mmia.targets import load_target
+    from mmia.offline import resolve_model_dir
+    from mmia.targets import detect_kind, load_target
 
     dataset = data if hasattr(data, "samples") else load_dataset(data, skip_bad=skip_bad)
-    target = load_target(target_dir, device=device, dtype=dtype)
+    # Check the request against config.json before paying for loading any weights.
+    kind = detect_kind(resolve_model_dir(target_dir, "target model"))
+    if reference_dir is not None:
+        ref_kind = detect_kind(resolve_model_dir(reference_dir, "reference model"))
+        if ref_kind not in GENERATIVE or kind not in GENERATIVE:
+            raise InputError("--reference works with generative targets and references (causal LM, VLM, audio LM)")
+    specs = select_attacks(attacks, kind, dataset.modalities, reference_dir is not None)
+    target = load_target(target_dir, kind=kind, device=device, dtype=dtype)
     reference = None
     if reference_dir is not None:
         reference = load_target(reference_dir, device=target.device, dtype=dtype)
-        if reference.kind not in GENERATIVE or target.kind not in GENERATIVE:
-            raise InputError("--reference works with generative targets and references (causal LM, VLM, audio LM)")
-    specs = select_attacks(attacks, target.kind, dataset.modalities, reference is not None)
     cache = Cache(cache_dir) if cache_dir is not None else Cache()
     t0 = time.perf_counter()
     try:

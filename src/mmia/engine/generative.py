@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,8 +52,7 @@ def stats_key(target, sample, variant: str = "") -> str:
 
 def score_rows(target, rows: Sequence, variant: str = "") -> list[dict[str, np.ndarray]]:
     """Token statistics of one batch of samples in one forward pass (no cache, no ordering)."""
-    transform = TRANSFORMS[variant]
-    return target.token_stats([target.encode(s, transform) for s in rows])
+    return target.token_stats(target.encode_batch(list(rows), TRANSFORMS[variant]))
 
 
 def length_order(samples: Sequence) -> list[int]:
@@ -83,34 +83,80 @@ def iter_token_stats(
     counts = counts if counts is not None else EngineCounts()
     transform = TRANSFORMS[variant]
     order = length_order(samples)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
+    chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+
+    def lookup(idx):
         keys = {i: stats_key(target, samples[i], variant) for i in idx}
         found = cache.get_many(list(keys.values())) if cache is not None else {}
-        todo, encoded = [], []
-        for i in idx:
-            if keys[i] in found:
-                continue
-            try:
-                encoded.append(target.encode(samples[i], transform))
-                todo.append(i)
-            except InputError as exc:
+        return keys, found, [i for i in idx if keys[i] not in found]
+
+    def encode(todo):
+        """(indices encoded, their encodings, [(index, error)]); a bad sample is isolated one by one."""
+        if not todo:
+            return [], [], []
+        try:
+            return list(todo), target.encode_batch([samples[i] for i in todo], transform), []
+        except InputError:
+            ok, enc, bad = [], [], []
+            for i in todo:
+                try:
+                    enc.append(target.encode(samples[i], transform))
+                    ok.append(i)
+                except InputError as exc:
+                    bad.append((i, exc))
+            return ok, enc, bad
+
+    # A three-stage pipeline: a worker thread encodes batch c+1 (media decoding, tokenising)
+    # and another reduces the logits of batch c to statistics while this thread runs the model
+    # on batch c+1; torch releases the GIL in its kernels, so the stages overlap. The cache is
+    # only touched from this thread. At most two batches of logits are alive at once.
+    split = hasattr(target, "logits") and hasattr(target, "reduce_logits")
+    with ThreadPoolExecutor(max_workers=1) as enc_pool, ThreadPoolExecutor(max_workers=1) as red_pool:
+        plans = [None] * len(chunks)
+        if chunks:
+            k0 = lookup(chunks[0])
+            plans[0] = (k0, enc_pool.submit(encode, k0[2]))
+        waiting = None  # (idx, keys, found, todo, ok, future of statistics) of the previous batch
+
+        def finish(w):
+            idx, keys, found, todo, ok, fut = w
+            computed = {}
+            if fut is not None:
+                values = fut.result()
+                computed = {keys[i]: v for i, v in zip(ok, values, strict=True)}
+                if cache is not None:
+                    cache.put_many(computed)
+                counts.batches += 1
+                counts.computed += len(ok)
+            counts.cached += len(idx) - len(todo)
+            for i in idx:
+                yield i, found.get(keys[i], computed.get(keys[i]))
+            if bar is not None:
+                bar.advance(len(idx))
+
+        for c, idx in enumerate(chunks):
+            (keys, found, todo), fut = plans[c]
+            if c + 1 < len(chunks):
+                nxt = lookup(chunks[c + 1])
+                plans[c + 1] = (nxt, enc_pool.submit(encode, nxt[2]))
+            plans[c] = None
+            ok, encoded, bad = fut.result()
+            for i, exc in bad:
                 if not skip_bad:
                     raise InputError(f"sample '{samples[i].id}': {exc}", source, samples[i].row) from None
                 counts.skipped.append((i, str(exc)))
-        computed = {}
-        if encoded:
-            values = target.token_stats(encoded)
-            computed = {keys[i]: v for i, v in zip(todo, values, strict=True)}
-            if cache is not None:
-                cache.put_many(computed)
-            counts.batches += 1
-            counts.computed += len(todo)
-        counts.cached += sum(1 for i in idx if keys[i] in found)
-        for i in idx:
-            yield i, found.get(keys[i], computed.get(keys[i]))
-        if bar is not None:
-            bar.advance(len(idx))
+            stats_future = None
+            if encoded:
+                if split:
+                    logits, _ = target.logits(encoded)
+                    stats_future = red_pool.submit(target.reduce_logits, logits, encoded)
+                else:
+                    stats_future = red_pool.submit(lambda e=encoded: e and target.token_stats(e))
+            if waiting is not None:
+                yield from finish(waiting)
+            waiting = (idx, keys, found, todo, ok, stats_future)
+        if waiting is not None:
+            yield from finish(waiting)
 
 
 def answer_losses(target, samples: Sequence, *, cache: Cache | None = None, batch_size: int = 8,

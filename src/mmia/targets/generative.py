@@ -74,8 +74,8 @@ class _Generative:
                 return v
         return None
 
-    def encode(self, sample, transform=None) -> Encoded:
-        """Token ids and slice codes of one sample; `transform` maps each text field (lowercase)."""
+    def _texts(self, sample, transform):
+        """(prompt part, full text, decoded media or None) of one sample."""
         t = transform or (lambda s: s)
         has_prompt = sample.prompt is not None
         answer = t(sample.answer if has_prompt else (sample.text or ""))
@@ -83,13 +83,15 @@ class _Generative:
         media = self._load_media(media_ref) if media_ref is not None else None
         prefix = self.placeholder if media is not None else ""
         prompt_part, full = _joined(prefix + (t(sample.prompt) if has_prompt else ""), answer, has_prompt)
-        ids, extras, token_extras = self._tokenize(full, media)
+        return prompt_part, full, media
+
+    def _finish(self, ids, p_ids, extras, token_extras) -> Encoded:
+        """Slice codes from the full ids and the prompt's own ids."""
         ids = np.asarray(ids, dtype=np.int64)
+        p_ids = np.asarray(p_ids, dtype=np.int64)
         codes = np.full(len(ids), ANSWER, dtype=np.int8)
         is_media = ids == self.media_token_id if self.media_token_id is not None else np.zeros(len(ids), bool)
         # The prompt alone, with each media placeholder repeated as often as the processor did.
-        p_ids = np.asarray(self.tokenizer(prompt_part).input_ids if prompt_part else
-                           self.tokenizer("").input_ids, dtype=np.int64)
         n_media_full = int(is_media.sum())
         if self.media_token_id is not None and n_media_full:
             n_media_p = int((p_ids == self.media_token_id).sum())
@@ -105,6 +107,25 @@ class _Generative:
             ids, codes = ids[:keep], codes[:keep]
             token_extras = {k: v[:keep] for k, v in token_extras.items()}
         return Encoded(input_ids=ids, codes=codes, extras=extras, token_extras=token_extras)
+
+    def encode(self, sample, transform=None) -> Encoded:
+        """Token ids and slice codes of one sample; `transform` maps each text field (lowercase)."""
+        return self.encode_batch([sample], transform)[0]
+
+    def encode_batch(self, samples, transform=None) -> list[Encoded]:
+        """`encode` for several samples, with one tokenizer/processor call where the model allows.
+
+        Raises the InputError of the first sample whose media does not decode.
+        """
+        parts = [self._texts(s, transform) for s in samples]
+        p_ids = self.tokenizer([p for p, _, _ in parts]).input_ids
+        toks = self._tokenize_batch([f for _, f, _ in parts], [m for _, _, m in parts])
+        return [self._finish(ids, pi, ex, tex) for (ids, ex, tex), pi in zip(toks, p_ids, strict=True)]
+
+    def _tokenize_batch(self, texts: list[str], medias: list) -> list[tuple]:
+        if self.media_field is None:
+            return [(ids, {}, {}) for ids in self.tokenizer(texts).input_ids]
+        return [self._tokenize(t, m) for t, m in zip(texts, medias, strict=True)]
 
     def collate(self, batch: list[Encoded]) -> dict:
         """Right-padded model inputs for a batch of encoded samples."""
@@ -140,22 +161,37 @@ class _Generative:
         return out.logits, inputs["attention_mask"]
 
     def token_stats(self, batch: list[Encoded]) -> list[dict[str, np.ndarray]]:
-        """Per-sample statistics of one batch: dict with `codes` (L,) and each STAT_NAMES (L-1,)."""
+        """Per-sample statistics of one batch: dict with `codes` (L,) and each STAT_NAMES (L-1,).
+
+        The vocabulary-sized work runs on groups of rows small enough to bound memory
+        (about 2^25 logits at a time), then each sample keeps only its own scalars per token.
+        """
+        logits, _ = self.logits(batch)
+        return self.reduce_logits(logits, batch)
+
+    def reduce_logits(self, logits, batch: list[Encoded]) -> list[dict[str, np.ndarray]]:
+        """The statistics half of `token_stats`, from a batch's logits (the engine runs it in a
+        worker thread while the model runs on the next batch)."""
         import torch
 
-        logits, _ = self.logits(batch)
+        b, width, vocab = logits.shape
+        if width < 2:
+            return [{**{k: np.zeros(0, np.float32) for k in STAT_NAMES}, "codes": e.codes.copy()} for e in batch]
+        targets = torch.full((b, width - 1), 0, dtype=torch.long)
+        for i, e in enumerate(batch):
+            targets[i, : len(e) - 1] = torch.from_numpy(e.input_ids[1:])
+        targets = targets.to(logits.device)
+        group = max(1, (1 << 25) // max(1, (width - 1) * vocab))
         out = []
         with torch.inference_mode():
-            for i, e in enumerate(batch):
-                n = len(e)
-                if n < 2:
-                    rec = {k: np.zeros(0, np.float32) for k in STAT_NAMES}
-                else:
-                    tgt = torch.from_numpy(e.input_ids[1:n]).to(logits.device)
-                    st = stats_from_logits(logits[i, : n - 1], tgt)
-                    rec = {k: v.float().cpu().numpy() for k, v in st.items()}
-                rec["codes"] = e.codes.copy()
-                out.append(rec)
+            for g in range(0, b, group):
+                st = stats_from_logits(logits[g : g + group, : width - 1], targets[g : g + group])
+                st = {k: v.float().cpu().numpy() for k, v in st.items()}
+                for j, e in enumerate(batch[g : g + group]):
+                    n = max(len(e) - 1, 0)
+                    rec = {k: np.ascontiguousarray(v[j, :n]) for k, v in st.items()}
+                    rec["codes"] = e.codes.copy()
+                    out.append(rec)
         return out
 
 
@@ -200,6 +236,27 @@ class VisionLanguageTarget(_Generative):
         from mmia.data.media import load_image
 
         return Image.fromarray(load_image(ref))
+
+    def _tokenize_batch(self, texts, medias):
+        """One processor call for the batch when every sample has an image (or none does) and the
+        processor's media tensors have one row per sample (LLaVA); else sample by sample."""
+        with_media = [m is not None for m in medias]
+        if self.processor is None or len(texts) < 2 or len(set(with_media)) > 1:
+            return super()._tokenize_batch(texts, medias)
+        kw = {"images": list(medias)} if with_media[0] else {}
+        enc = self.processor(text=list(texts), return_tensors="pt", padding=True, **kw)
+        per_row = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+        if any(getattr(v, "shape", (None,))[0] != len(texts) for v in per_row.values()):
+            return super()._tokenize_batch(texts, medias)
+        out = []
+        for i in range(len(texts)):
+            keep = enc["attention_mask"][i].bool()
+            ids = enc["input_ids"][i][keep].tolist()
+            token_extras = {}
+            if "mm_token_type_ids" in enc:
+                token_extras["mm_token_type_ids"] = enc["mm_token_type_ids"][i][keep].numpy()
+            out.append((ids, {k: v[i : i + 1] for k, v in per_row.items()}, token_extras))
+        return out
 
     def _tokenize(self, text, media):
         if self.processor is not None:

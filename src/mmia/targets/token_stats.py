@@ -38,32 +38,43 @@ def stats_from_logits(logits, targets):
     """
     import torch
 
+    # Sums over the vocabulary are dot products (torch.linalg.vecdot), so few V-sized
+    # temporaries exist at once; p^2 and sqrt(p) reuse p instead of exponentiating again.
+    dot = torch.linalg.vecdot
     lp = torch.log_softmax(logits.float(), dim=-1)
     p = lp.exp()
     logp = lp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     p_y = logp.exp()
     plp = p * lp
     entropy = -plp.sum(-1)
-    second = (plp * lp).sum(-1)  # E_p[(log p)^2]
-    lp_std = (second - entropy * entropy).clamp_min(0).sqrt()
-    top2 = p.topk(2, dim=-1).values if p.shape[-1] > 1 else torch.cat([p, torch.zeros_like(p)], -1)
+    second = dot(plp, lp)  # E_p[(log p)^2]
+    del plp
+    sum_p2 = dot(p, p)
+    if p.shape[-1] > 1:
+        top2 = p.topk(2, dim=-1).values
+        gap = top2[..., 0] - top2[..., 1]
+        p_max = top2[..., 0]
+    else:
+        gap = p[..., 0]
+        p_max = p[..., 0]
     out = {
         "logp": logp,
         "entropy": entropy,
-        "renyi_0.5": 2.0 * torch.logsumexp(0.5 * lp, dim=-1),
-        "renyi_2": -torch.logsumexp(2.0 * lp, dim=-1),
-        "renyi_inf": -lp.max(-1).values,
-        "lp_std": lp_std,
-        "gap": top2[..., 0] - top2[..., 1],
+        "renyi_0.5": 2.0 * torch.log(p.sqrt().sum(-1)),
+        "renyi_2": -torch.log(sum_p2),
+        "renyi_inf": -torch.log(p_max),
+        "lp_std": (second - entropy * entropy).clamp_min(0).sqrt(),
+        "gap": gap,
     }
     # Modified Rényi: sums over i != y are the full sums minus the y term.
-    one_m = (1.0 - p).clamp_min(0)
+    one_m = (1.0 - p).clamp_min_(0)
     one_m_y = (1.0 - p_y).clamp_min(0)
-    log1m = torch.log1p(-p.clamp_max(1 - 1e-7))
     log1m_y = torch.log1p(-p_y.clamp_max(1 - 1e-7))
-    s1 = (p * log1m).sum(-1) - p_y * log1m_y
+    s1 = dot(p, torch.log(one_m.clamp_min(1e-7))) - p_y * log1m_y
     out["mod_renyi_1"] = -(one_m_y * logp) - s1
-    for a, b in ((0.5, 0.5), (2, 1.0)):
-        s = (p * one_m.pow(b) - p).sum(-1) - (p_y * one_m_y.pow(b) - p_y)
-        out[f"mod_renyi_{a}"] = -(one_m_y * p_y.pow(b) - one_m_y + s) / b
+    # b = 0.5: sum_i p_i (1-p_i)^0.5 - p_i;  b = 1: sum_i p_i (1-p_i) - p_i = -sum_i p_i^2
+    s05 = dot(p, one_m.sqrt_()) - 1.0 - (p_y * one_m_y.sqrt() - p_y)
+    out["mod_renyi_0.5"] = -(one_m_y * p_y.sqrt() - one_m_y + s05) / 0.5
+    s2 = -sum_p2 + p_y * p_y
+    out["mod_renyi_2"] = -(one_m_y * p_y - one_m_y + s2)
     return out

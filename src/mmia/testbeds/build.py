@@ -42,6 +42,11 @@ def _is_complete(path: Path) -> bool:
     return (path / COMPLETE).exists() and (path / "manifest.json").exists()
 
 
+def is_cached(spec: TestbedSpec, *, seed: int, cache_dir: str | Path | None, quick: bool) -> bool:
+    root = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()) / "testbeds"
+    return _is_complete(root / entry_name(spec, seed, quick))
+
+
 def build_testbed(
     name: str,
     *,

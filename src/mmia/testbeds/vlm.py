@@ -39,7 +39,7 @@ class Stage:
 class VlmSettings:
     """Sizes and training settings; `quick` is the miniature used by tests."""
 
-    n_pool: int = 3000
+    n_pool: int = 2000
     n_members: int = 500
     n_nonmembers: int = 500
     shape: VlmShape = field(default_factory=VlmShape)
@@ -79,6 +79,7 @@ def build_vlm(out_dir: Path, *, seed: int = 0, quick: bool = False, settings: Vl
     out_dir = Path(out_dir)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
 
     splits = {}
     for split in ("matched", "shifted"):
@@ -129,6 +130,8 @@ def build_vlm(out_dir: Path, *, seed: int = 0, quick: bool = False, settings: Vl
         tgt_member = answer_losses(model, member_data)
         tgt_nonmember = answer_losses(model, nonmember_data)
         timings["signal"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - t0
+        timings["total_cpu"] = time.process_time() - cpu0
     del torch  # only imported for its side effects on thread settings above
 
     labels = np.r_[np.ones(len(members)), np.zeros(len(nonmembers))].astype(int)
