@@ -24,7 +24,7 @@ demo: setup
 	$(BIN)/mmia demo --out demo-out
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests $(wildcard benchmarks/*.py)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache

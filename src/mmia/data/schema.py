@@ -23,8 +23,9 @@ class Sample:
     text: str | None = None
     prompt: str | None = None
     answer: str | None = None
-    image: Path | None = None
-    audio: Path | None = None
+    # A resolved path, or the file's bytes (datasets Image/Audio columns).
+    image: Path | bytes | None = None
+    audio: Path | bytes | None = None
     video: Path | None = None
     label: int | None = None
 
