@@ -54,6 +54,8 @@ def train_model(
 def protocol_features(train_ds: Dataset, target, base, cfg: FimmiaConfig, cache, extractor=None) -> FeatureSet:
     """Training features under protocol (a) (base None) or (b) (base given)."""
     extractor = extractor or FeatureExtractor(target, cfg, cache)
+    if base is not None and train_ds.has_labels:  # protocol (b) trains on known members only
+        train_ds = train_ds.subset([i for i, s in enumerate(train_ds) if s.label == 1])
     tf = extractor.features(train_ds, "FiMMIA train (target)")
     if base is None:
         return tf
