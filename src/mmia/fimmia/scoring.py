@@ -34,6 +34,25 @@ import torch
 SCORER_VERSION = "1"
 
 
+def answer_losses(head, hidden: torch.Tensor, starts, answers) -> list[float]:
+    """Mean cross-entropy of each row's answer tokens, where `hidden[i, starts[i] - 1 + j]` is the
+    state that predicts answer token j of row i; NaN for a row without answer tokens."""
+    rows, cols, targets = [], [], []
+    for i, (s, ans) in enumerate(zip(starts, answers, strict=True)):
+        rows += [i] * len(ans)
+        cols += range(s - 1, s - 1 + len(ans))
+        targets += ans
+    if not targets:
+        return [float("nan")] * len(answers)
+    dev = hidden.device
+    rows_t = torch.tensor(rows, device=dev)
+    logits = head(hidden[rows_t, torch.tensor(cols, device=dev)]).float()
+    nll = torch.nn.functional.cross_entropy(logits, torch.tensor(targets, device=dev), reduction="none")
+    sums = torch.zeros(len(answers), dtype=nll.dtype, device=dev).index_add_(0, rows_t, nll)
+    counts = torch.tensor([len(a) for a in answers], dtype=nll.dtype, device=dev)
+    return (sums / counts).tolist()  # 0/0 -> NaN for an empty answer
+
+
 @dataclass
 class Row:
     """One sequence to score: prefix ids (image tokens expanded), answer ids, its images."""
@@ -139,18 +158,10 @@ class LlavaScorer:
 
     # --- forward passes ------------------------------------------------------------------------
     def _answer_losses(self, hidden: torch.Tensor, starts, answers) -> list[float]:
-        """Mean CE of each row's answer; `hidden[i, starts[i]-1+j]` predicts answer token j."""
-        head = self.model.get_output_embeddings()
-        out = []
-        for i, (s, ans) in enumerate(zip(starts, answers, strict=True)):
-            if not ans:
-                out.append(float("nan"))
-                continue
-            h = hidden[i, s - 1 : s - 1 + len(ans)]
-            logits = head(h).float()
-            tgt = torch.tensor(ans, device=logits.device)
-            out.append(float(torch.nn.functional.cross_entropy(logits, tgt, reduction="mean")))
-        return out
+        """Mean CE of each row's answer; `hidden[i, starts[i]-1+j]` predicts answer token j.
+
+        One gather and one lm_head call for the whole batch (the head is the largest matmul)."""
+        return answer_losses(self.model.get_output_embeddings(), hidden, starts, answers)
 
     def _pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mmia.fimmia.scoring import answer_losses
+
 SCORER_VERSION = "1"
 
 
@@ -94,12 +96,8 @@ class WhisperScorer:
         hidden = self.model.model.decoder(
             input_ids=ids, attention_mask=mask, encoder_hidden_states=enc
         ).last_hidden_state
-        head = self.model.get_output_embeddings()
-        out = []
-        for i, (p, a) in enumerate(zip(prefixes, answers, strict=True)):
-            logits = head(hidden[i, len(p) - 1 : len(p) - 1 + len(a)]).float()
-            out.append(float(torch.nn.functional.cross_entropy(logits, torch.tensor(a, device=logits.device))))
-        return out
+        starts = [len(p) for p in prefixes]
+        return answer_losses(self.model.get_output_embeddings(), hidden, starts, list(answers))
 
     def _encode(self, feats: torch.Tensor) -> torch.Tensor:
         return self.model.model.encoder(input_features=feats).last_hidden_state
