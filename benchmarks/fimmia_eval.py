@@ -1,4 +1,4 @@
-"""FiMMIA against the score attacks on a built testbed: the `mmia demo` FiMMIA step, alone.
+"""FiMMIA against the score attacks on a built testbed: the `mmia demo` FiMMIA step, alone (K=24 here).
 
 Trains on half of the matched split (protocol (a) labelled, and (b) two-model when the testbed
 has a base model), reports on the disjoint other half, with the ablation (loss / +text / +media)
@@ -22,18 +22,19 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--quick", action="store_true", help="K=8 and short training")
+    ap.add_argument("--k", type=int, default=24, help="neighbours per sample")
+    ap.add_argument("--quick", action="store_true", help="short training")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    from mmia.fimmia.register import fimmia_demo_step
+    from mmia.fimmia.register import run_on_testbed
     from mmia.results import RunResult, write_results
     from mmia.testbeds.base import DemoContext, Testbed
 
     tb = Testbed.from_dir(args.testbed)
     ctx = DemoContext(out_dir=args.out, cache_dir=args.cache or args.out / "cache", seed=args.seed, quick=args.quick)
     t0 = time.perf_counter()
-    parts = fimmia_demo_step(tb, ctx)
+    parts = run_on_testbed(tb, ctx, k=args.k)
     result = RunResult(
         name="fimmia-eval",
         command="fimmia eval",
