@@ -12,7 +12,17 @@ app = typer.Typer(
 
 
 def _config(
-    k, field, seed, fill_mask_model, text_embedder, media_embedder, batch_size, no_reuse, prompt_template, device
+    k,
+    field,
+    seed,
+    fill_mask_model,
+    text_embedder,
+    media_embedder,
+    batch_size,
+    no_reuse,
+    prompt_template,
+    device,
+    answer_template=None,
 ):
     from mmia.fimmia.pipeline import FimmiaConfig
     from mmia.perturb import NeighbourConfig
@@ -24,6 +34,7 @@ def _config(
         batch_size=batch_size,
         reuse=not no_reuse,
         prompt_template=prompt_template,
+        answer_template=answer_template,
         device=None if device == "auto" else device,
     )
 
@@ -60,7 +71,12 @@ def train_cmd(
     no_media: bool = typer.Option(False, "--no-media", help="Ablation: no media-embedding branch."),
     batch_size: int = typer.Option(32, "--batch-size"),
     no_reuse: bool = typer.Option(False, "--no-reuse", help="Score every neighbour from scratch (slower)."),
-    prompt_template: str = typer.Option("{media}{prompt}", "--prompt-template"),
+    prompt_template: str = typer.Option(
+        "{media}{prompt}", "--prompt-template", help="Text before the answer; {media} = the media placeholders."
+    ),
+    answer_template: str = typer.Option(
+        None, "--answer-template", help="The answer as trained, e.g. ' {answer}</s>' (default: ' ' + answer)."
+    ),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:1, ... (auto: CUDA when present)."),
     cache_dir: Path = typer.Option(None, "--cache", "--cache-dir", help="Value cache (default: the user cache)."),
     skip_bad: bool = typer.Option(False, "--skip-bad"),
@@ -70,7 +86,17 @@ def train_cmd(
     from mmia.fimmia.network import TrainConfig
 
     cfg = _config(
-        k, field, seed, fill_mask_model, text_embedder, media_embedder, batch_size, no_reuse, prompt_template, device
+        k,
+        field,
+        seed,
+        fill_mask_model,
+        text_embedder,
+        media_embedder,
+        batch_size,
+        no_reuse,
+        prompt_template,
+        device,
+        answer_template,
     )
     model, result = api.train(
         data,
