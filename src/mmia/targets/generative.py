@@ -92,11 +92,33 @@ class _Generative:
                 return obj
         return None
 
+    _SENTINEL = "\x00mmia-answer\x00"
+
     def _chat(self, prompt: str, answer: str, with_media: bool):
-        """(prompt part, full text) in the model's own conversation format, or None if it has none."""
+        """(prompt part, full text, full text up to the answer's end) in the model's own
+        conversation format, or None if it has none.
+
+        The template is rendered once per distinct prompt, with a sentinel in the answer's
+        place, and the answer is spliced in (templates copy message text verbatim).
+        """
+        key = (prompt, with_media)
+        memo = self.__dict__.setdefault("_chat_memo", {})
+        if key not in memo:
+            memo[key] = self._render_chat(prompt, with_media)
+            if len(memo) > 4096:  # prompts that never repeat: keep the memo small
+                memo.pop(next(iter(memo)))
+        parts = memo[key]
+        if parts is None:
+            return None
+        head, before, after = parts
+        full = before + answer + after
+        return head, full, before + answer
+
+    def _render_chat(self, prompt: str, with_media: bool):
         owner = self._chat_owner()
         if owner is None:
             return None
+        answer = self._SENTINEL
         if owner is self.tokenizer and self.media_field is None:
             user = {"role": "user", "content": prompt}
             bot = {"role": "assistant", "content": answer}
@@ -109,11 +131,10 @@ class _Generative:
             full = owner.apply_chat_template([user, bot], add_generation_prompt=False, tokenize=False)
         except Exception:  # a template that cannot render this conversation: plain format
             return None
-        if not full.startswith(head) or answer not in full[len(head) :]:
-            full = head + ("" if head[-1:].isspace() else " ") + answer
-        # The text up to the end of the answer: template text after it (end-of-turn markers) is
-        # not part of the answer slice.
-        return head, full, full[: full.index(answer, len(head)) + len(answer)]
+        if full.count(answer) != 1 or not full.startswith(head) or full.index(answer) < len(head):
+            return head, head + ("" if head[-1:].isspace() else " "), ""
+        before, after = full.split(answer)
+        return head, before, after
 
     def _texts(self, sample, transform):
         """(prompt part, full text, decoded media or None, full text up to the answer's end).
