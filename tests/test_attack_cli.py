@@ -97,7 +97,9 @@ def test_demo_step_on_the_quick_vlm_testbed(quick_cache):
     prompt = target.tokenizer.decode(e.input_ids[e.codes == PROMPT])
     assert prompt.startswith("USER:") and prompt.rstrip().endswith("ASSISTANT:") and ds[0].prompt in prompt
     step = next(s for s in list_demo_steps() if s.name == "attack")
-    [(section, table)] = step.run(tb, testbeds_base.DemoContext(out_dir=root, cache_dir=quick_cache, quick=True))
+    out = step.run(tb, testbeds_base.DemoContext(out_dir=root, cache_dir=quick_cache, quick=True))
+    assert len(out) == 1, [s.name for s, _ in out]
+    section, table = out[0]
     names = {e.name for e in section.attacks}
     for attack in ("loss", "zlib", "lowercase", "min_k", "min_k_pp", "reference"):
         assert attack in names
