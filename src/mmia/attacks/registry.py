@@ -20,7 +20,11 @@ FAMILIES = ("score", "contrastive", "blind", "neural", "text-only")
 TARGET_KINDS = ("causal-lm", "vlm", "audio-lm", "clip", "clap")
 
 # Later issues append the modules that register their methods.
-BUILTIN_MODULES: list[str] = []
+BUILTIN_MODULES: list[str] = [
+    "mmia.attacks.score_attacks",
+    "mmia.attacks.contrastive_attacks",
+    "mmia.attacks.demo_step",
+]
 
 
 class NoConfig(BaseModel):
