@@ -46,7 +46,7 @@ def write_jsonl(path: Path, rows) -> Path:
 
 @pytest.fixture(scope="session")
 def quick_cache(tmp_path_factory):
-    """An mmia cache root holding the miniature testbeds, built once per test session."""
+    """An mmia cache root holding the miniature demo testbeds, built once per test session."""
     from mmia.testbeds.base import list_testbeds
     from mmia.testbeds.build import build_testbed
 

@@ -82,3 +82,29 @@ def test_demo_step_scores_only_the_matched_split(tiny_dir, tmp_path):  # noqa: F
     names = {e.name for e in section.attacks}
     assert {"loss", "zlib", "lowercase", "min_k", "min_k_pp", "reference", "mod_renyi_a1@answer"} <= names
     assert step.run(testbeds_base.Testbed(name="x", root=tmp_path, target_kind="clip", modalities=()), None) == []
+
+
+def test_demo_step_on_the_quick_vlm_testbed(quick_cache):
+    """The real (miniature) vlm testbed: its chat format is used, every attack has an entry."""
+    from mmia.targets import ANSWER, PROMPT, load_target
+
+    root = next((quick_cache / "testbeds").glob("vlm-*"))
+    tb = testbeds_base.Testbed.from_dir(root)
+    target = load_target(tb.targets["target"])
+    ds = load_dataset(tb.splits["matched"])
+    e = target.encode(ds[0])
+    assert target.tokenizer.decode(e.input_ids[e.codes == ANSWER]).strip() == ds[0].answer
+    prompt = target.tokenizer.decode(e.input_ids[e.codes == PROMPT])
+    assert prompt.startswith("USER:") and prompt.rstrip().endswith("ASSISTANT:") and ds[0].prompt in prompt
+    step = next(s for s in list_demo_steps() if s.name == "attack")
+    out = step.run(tb, testbeds_base.DemoContext(out_dir=root, cache_dir=quick_cache, quick=True))
+    assert len(out) == 1, [s.name for s, _ in out]
+    section, table = out[0]
+    names = {e.name for e in section.attacks}
+    for attack in ("loss", "zlib", "lowercase", "min_k", "min_k_pp", "reference"):
+        assert attack in names
+    for family in ("max_k_renyi", "min_k_renyi", "mod_renyi", "max_prob_gap"):
+        assert any(n.startswith(family) and n.endswith("@answer") for n in names)
+        if family != "mod_renyi":
+            assert any(n.startswith(family) and n.endswith("@image") for n in names)
+    assert all(e.auc is not None for e in section.attacks) and len(table.ids) == len(ds)

@@ -72,11 +72,11 @@ CHILD = textwrap.dedent("""
     from mmia.targets import load_target
 
     target = load_target(sys.argv[1])
-    inner = target.token_stats
+    inner = target.logits
     def slow(batch):
-        time.sleep(0.4)  # room for the parent to kill us between batches
+        time.sleep(0.5)  # room for the parent to kill us between batches
         return inner(batch)
-    target.token_stats = slow
+    target.logits = slow
     ds = load_dataset(sys.argv[2])
     with Cache(sys.argv[3]) as cache:
         for _ in iter_token_stats(target, ds.samples, cache=cache, batch_size=2):

@@ -29,6 +29,7 @@ def test_quick_demo_with_no_steps_writes_outputs(tmp_path, no_steps, quick_cache
     assert res["settings"]["testbeds"]["vlm"]["build_time_loss_auc"] is not None
     assert "section" in pd.read_parquet(out / "scores.parquet").columns
     assert outcome.n_steps == 0 and not outcome.failures
+    assert "no method has been run" in (out / "report.html").read_text()
 
 
 def _answer_length_step(tb, ctx):
@@ -89,3 +90,16 @@ def test_parallel_builds_match_the_serial_ones(tmp_path, quick_cache):
     serial = build_all(["scenes", "vlm"], seed=0, cache_dir=quick_cache, quick=True, jobs=1, log=lambda m: None)
     assert built[1].manifest["weights_sha256"] == serial[1].manifest["weights_sha256"]
     assert built[0].manifest["ids"] == serial[0].manifest["ids"]
+
+
+def test_a_testbed_that_fails_to_build_is_reported(tmp_path, no_steps, quick_cache, monkeypatch):
+    from mmia.testbeds import base
+
+    def broken(out_dir, *, seed, quick):
+        raise RuntimeError("cannot build")
+
+    monkeypatch.setitem(base._TESTBEDS, "zz-broken", base.TestbedSpec("zz-broken", "x", broken))
+    outcome = run_demo(tmp_path / "out", quick=True, cache_dir=quick_cache, log=lambda m: None)
+    assert outcome.failures == ["testbed zz-broken: RuntimeError: cannot build"]
+    assert [s.name for s in outcome.result.sections] == ["zz-broken · build"]
+    assert {tb.name for tb in outcome.testbeds} >= {"scenes", "vlm"}

@@ -28,7 +28,11 @@ def test_generative_target(tiny_dir, media_data, name, kind, media_code):  # noq
     for s, e in zip(media_data, enc, strict=True):
         # The answer slice decodes to exactly the answer; the prompt slice to the prompt.
         assert t.tokenizer.decode(e.input_ids[e.codes == ANSWER]).strip() == s.answer
-        assert t.tokenizer.decode(e.input_ids[e.codes == PROMPT]).strip() == s.prompt
+        prompt = t.tokenizer.decode(e.input_ids[e.codes == PROMPT]).strip()
+        if t._chat_owner() is None:
+            assert prompt == s.prompt
+        else:  # the chat template's scaffolding is prompt too (Qwen2-Audio's processor has one)
+            assert s.prompt in prompt and s.answer not in prompt
         if media_code is not None:
             assert (e.codes == media_code).sum() > 0
             assert (e.codes == media_code).sum() == (e.input_ids == t.media_token_id).sum()
@@ -86,7 +90,7 @@ def test_contrastive_target(tiny_dir, media_data, name, kind):  # noqa: F811
 
 def test_dtype_override_and_bad_dir(tiny_dir, tmp_path):  # noqa: F811
     t = load_target(tiny_dir("causal_lm"), dtype="bfloat16")
-    assert t.dtype == torch.bfloat16 and t.fingerprint.endswith(":bfloat16")
+    assert t.dtype == torch.bfloat16 and ":bfloat16:" in t.fingerprint
     from mmia.errors import ModelNotFoundError
 
     with pytest.raises(ModelNotFoundError, match="config.json"):

@@ -73,6 +73,13 @@ def test_interrupted_build_is_not_reused(tmp_path, monkeypatch):
     assert tb.manifest["name"] == "scenes"
 
 
+def test_out_folder_that_is_not_a_testbed_is_refused(tmp_path, quick_cache):
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="not a testbed"):
+        build_testbed("scenes", quick=True, cache_dir=quick_cache, out=tmp_path / "busy")
+
+
 def test_unknown_testbed_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="unknown testbed 'nope'.*scenes"):
         build_testbed("nope", cache_dir=tmp_path)
@@ -86,16 +93,16 @@ def test_unknown_testbed_is_a_clear_error(tmp_path):
     assert "unknown testbed 'nope'" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_cli_builds_scenes(tmp_path):
+def test_cli_builds_scenes(tmp_path, quick_cache):
     proc = subprocess.run(
         [sys.executable, "-c", "from mmia.cli import main; main()", "testbed", "scenes", "--quick", "--out",
-         str(tmp_path / "o"), "--cache", str(tmp_path / "c"), "--seed", "5"],
+         str(tmp_path / "o"), "--cache", str(quick_cache)],
         capture_output=True,
         text=True,
     )
     assert proc.returncode == 0, proc.stderr
     m = json.loads((tmp_path / "o" / "manifest.json").read_text())
-    assert m["seed"] == 5 and (tmp_path / "o" / "matched.jsonl").exists()
+    assert m["seed"] == 0 and (tmp_path / "o" / "matched.jsonl").exists()
 
 
 @pytest.fixture
@@ -114,6 +121,7 @@ def test_vlm_manifest(quick_vlm):
     lo, hi = sig["auc_ci95"]
     assert 0.0 <= lo <= sig["auc"] <= hi <= 1.0 and sig["n_members"] == m["sizes"]["members"]
     assert set(m["weights_sha256"]) == {"target", "base"}
+    assert m["image_reliance"]["base_nonmember_loss_shuffled_images"] > 0
     assert m["weights_sha256"]["target"] != m["weights_sha256"]["base"]  # fine-tuning changed the weights
 
 

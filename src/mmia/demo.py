@@ -35,10 +35,13 @@ def _build_quietly(name: str, seed: int, cache_dir: str, quick: bool) -> str:
     return str(build_testbed(name, seed=seed, cache_dir=cache_dir, quick=quick).root)
 
 
-def build_all(names: list[str], *, seed: int, cache_dir: Path, quick: bool, jobs: int = 2, log=print) -> list[Testbed]:
+def build_all(names: list[str], *, seed: int, cache_dir: Path, quick: bool, jobs: int = 2, log=print,
+              failures: list[str] | None = None) -> list[Testbed]:
     """Build (or reuse) testbeds; those not cached yet are built `jobs` at a time in worker processes.
 
-    Each build trains with one thread, so two builds use the two cores a small machine has.
+    Each build trains with one thread, so two builds use the two cores a small machine has. With
+    a `failures` list, a testbed whose build fails is reported there and left out; without one,
+    the error propagates.
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -46,20 +49,41 @@ def build_all(names: list[str], *, seed: int, cache_dir: Path, quick: bool, jobs
     root = Path(cache_dir)
     specs = {s.name: s for s in list_testbeds()}
     todo = [n for n in names if not is_cached(specs[n], seed=seed, cache_dir=root, quick=quick)]
+    parallel = len(todo) > 1 and jobs > 1
+    failed: set[str] = set()
+
+    def fail(name: str, exc: Exception) -> None:
+        if failures is None:
+            raise exc
+        first = f"{exc.__class__.__name__}: {exc}".splitlines()[0]
+        failures.append(f"testbed {name}: {first}")
+        failed.add(name)
+        log(f"testbed {name} failed to build: {first}")
+
     t = time.perf_counter()
-    if len(todo) > 1 and jobs > 1:
+    if parallel:
         log(f"building {len(todo)} testbeds, {jobs} at a time: {', '.join(todo)}")
         ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
         with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx) as pool:
             futures = {n: pool.submit(_build_quietly, n, seed, str(root), quick) for n in todo}
             for n, fut in futures.items():
-                fut.result()
+                try:
+                    fut.result()
+                except Exception as exc:
+                    fail(n, exc)
+                    continue
                 log(f"testbed {n}: built ({time.perf_counter() - t:.1f} s since start)")
     out = []
     for n in names:
+        if n in failed:
+            continue
         t1 = time.perf_counter()
-        out.append(build_testbed(n, seed=seed, cache_dir=root, quick=quick))
-        if n in todo and not (len(todo) > 1 and jobs > 1):
+        try:
+            out.append(build_testbed(n, seed=seed, cache_dir=root, quick=quick))
+        except Exception as exc:
+            fail(n, exc)
+            continue
+        if n in todo and not parallel:
             log(f"testbed {n}: built in {time.perf_counter() - t1:.1f} s")
         elif n not in todo:
             log(f"testbed {n}: reused from the cache ({out[-1].root})")
@@ -103,8 +127,9 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     t0 = time.perf_counter()
+    failures: list[str] = []
     testbeds = build_all([s.name for s in list_testbeds() if s.in_demo], seed=seed, cache_dir=cache_root,
-                         quick=quick, jobs=jobs, log=log)
+                         quick=quick, jobs=jobs, log=log, failures=failures)
     steps = list_demo_steps()
     if not steps:
         log("no demo steps are registered yet: method families add themselves with "
@@ -113,8 +138,11 @@ def run_demo(
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     sections: list[Section] = []
     tables: list[ScoreTable] = []
-    failures: list[str] = []
     taken: set[str] = set()
+    for failure in failures:  # testbeds that did not build: listed, never silently dropped
+        name, _, why = failure.partition(": ")
+        sections.append(Section(name=_unique(f"{name.removeprefix('testbed ')} · build", taken), verdict="error",
+                                notes=why))
     for tb in testbeds:
         for step in steps:
             t = time.perf_counter()
@@ -150,13 +178,30 @@ def run_demo(
             "testbeds": {tb.name: _testbed_summary(tb) for tb in testbeds},
             "seconds": round(time.perf_counter() - t0, 1),
         },
-        notes=None if steps else "no demo steps registered: no method has been run",
+        notes=_notes(testbeds, steps),
     )
     write_results(out, result, tables or None)
     if not tables:
         _write_empty_scores(out)
     render_report(out)
     return DemoOutcome(result=result, out_dir=out, testbeds=testbeds, failures=failures, n_steps=len(steps))
+
+
+def _notes(testbeds: list[Testbed], steps) -> str:
+    """The report's opening line: which testbeds ran, with their build-time member signal."""
+    parts = []
+    for tb in testbeds:
+        info = _testbed_summary(tb)
+        if info["build_time_loss_auc"] is None:
+            parts.append(f"{tb.name} ({'data only' if tb.target_kind is None else tb.target_kind})")
+        else:
+            lo, hi = info["build_time_loss_auc_ci95"]
+            parts.append(f"{tb.name} ({tb.target_kind}; loss-attack AUC measured at build time "
+                         f"{info['build_time_loss_auc']:.3f}, 95% CI {lo:.3f}-{hi:.3f})")
+    text = "Testbeds: " + "; ".join(parts) + "."
+    if not steps:
+        text += " No demo steps are registered yet, so no method has been run."
+    return text
 
 
 def _write_empty_scores(out: Path) -> None:

@@ -40,6 +40,7 @@ class _Generative:
     kind = "causal-lm"
     media_field: str | None = None  # "image" or "audio"
     media_code = OTHER
+    use_chat_template = True  # format prompt rows with the model's chat template when it has one
 
     def __init__(self, path: Path, model, tokenizer, fingerprint: str, device: str, dtype):
         self.path = Path(path)
@@ -74,32 +75,107 @@ class _Generative:
                 return v
         return None
 
+    def format_tag(self) -> str:
+        """A digest of how samples become text (chat template or plain), part of cache keys."""
+        import hashlib
+
+        owner = self._chat_owner()
+        fmt = owner.chat_template if owner is not None else f"plain:{self.placeholder}"
+        return hashlib.sha256(str(fmt).encode()).hexdigest()[:8]
+
+    def _chat_owner(self):
+        """The processor or tokenizer whose chat template formats prompt rows (None: plain text)."""
+        if not self.use_chat_template:
+            return None
+        for obj in (getattr(self, "processor", None), self.tokenizer):
+            if obj is not None and getattr(obj, "chat_template", None):
+                return obj
+        return None
+
+    _SENTINEL = "\x00mmia-answer\x00"
+
+    def _chat(self, prompt: str, answer: str, with_media: bool):
+        """(prompt part, full text, full text up to the answer's end) in the model's own
+        conversation format, or None if it has none.
+
+        The template is rendered once per distinct prompt, with a sentinel in the answer's
+        place, and the answer is spliced in (templates copy message text verbatim).
+        """
+        key = (prompt, with_media)
+        memo = self.__dict__.setdefault("_chat_memo", {})
+        if key not in memo:
+            memo[key] = self._render_chat(prompt, with_media)
+            if len(memo) > 4096:  # prompts that never repeat: keep the memo small
+                memo.pop(next(iter(memo)))
+        parts = memo[key]
+        if parts is None:
+            return None
+        head, before, after = parts
+        full = before + answer + after
+        return head, full, before + answer
+
+    def _render_chat(self, prompt: str, with_media: bool):
+        owner = self._chat_owner()
+        if owner is None:
+            return None
+        answer = self._SENTINEL
+        if owner is self.tokenizer and self.media_field is None:
+            user = {"role": "user", "content": prompt}
+            bot = {"role": "assistant", "content": answer}
+        else:
+            parts = ([{"type": self.media_field}] if with_media else []) + [{"type": "text", "text": prompt}]
+            user = {"role": "user", "content": parts}
+            bot = {"role": "assistant", "content": [{"type": "text", "text": answer}]}
+        try:
+            head = owner.apply_chat_template([user], add_generation_prompt=True, tokenize=False)
+            full = owner.apply_chat_template([user, bot], add_generation_prompt=False, tokenize=False)
+        except Exception:  # a template that cannot render this conversation: plain format
+            return None
+        if full.count(answer) != 1 or not full.startswith(head) or full.index(answer) < len(head):
+            return head, head + ("" if head[-1:].isspace() else " "), ""
+        before, after = full.split(answer)
+        return head, before, after
+
     def _texts(self, sample, transform):
-        """(prompt part, full text, decoded media or None) of one sample."""
+        """(prompt part, full text, decoded media or None, full text up to the answer's end).
+
+        A row with a prompt is formatted by the model's chat template when it has one (the format
+        it was fine-tuned on); otherwise, and for `text` rows, as media placeholder + text.
+        """
         t = transform or (lambda s: s)
         has_prompt = sample.prompt is not None
         answer = t(sample.answer if has_prompt else (sample.text or ""))
         media_ref = getattr(sample, self.media_field) if self.media_field else None
         media = self._load_media(media_ref) if media_ref is not None else None
+        if has_prompt:
+            chat = self._chat(t(sample.prompt), answer, media is not None)
+            if chat is not None:
+                return chat[0], chat[1], media, chat[2]
         prefix = self.placeholder if media is not None else ""
         prompt_part, full = _joined(prefix + (t(sample.prompt) if has_prompt else ""), answer, has_prompt)
-        return prompt_part, full, media
+        return prompt_part, full, media, full
 
-    def _finish(self, ids, p_ids, extras, token_extras) -> Encoded:
-        """Slice codes from the full ids and the prompt's own ids."""
+    def _finish(self, ids, p_ids, e_ids, extras, token_extras) -> Encoded:
+        """Slice codes from the full ids, the prompt's own ids and the ids up to the answer's end."""
         ids = np.asarray(ids, dtype=np.int64)
-        p_ids = np.asarray(p_ids, dtype=np.int64)
         codes = np.full(len(ids), ANSWER, dtype=np.int8)
         is_media = ids == self.media_token_id if self.media_token_id is not None else np.zeros(len(ids), bool)
-        # The prompt alone, with each media placeholder repeated as often as the processor did.
         n_media_full = int(is_media.sum())
-        if self.media_token_id is not None and n_media_full:
-            n_media_p = int((p_ids == self.media_token_id).sum())
-            if n_media_p:
-                reps = np.where(p_ids == self.media_token_id, n_media_full // n_media_p, 1)
-                p_ids = np.repeat(p_ids, reps)
-        boundary = _common_prefix(p_ids, ids)
+
+        def expanded(part_ids):
+            # A part tokenised alone, each media placeholder repeated as often as the processor did.
+            part_ids = np.asarray(part_ids, dtype=np.int64)
+            if self.media_token_id is not None and n_media_full:
+                n_media_p = int((part_ids == self.media_token_id).sum())
+                if n_media_p:
+                    reps = np.where(part_ids == self.media_token_id, n_media_full // n_media_p, 1)
+                    part_ids = np.repeat(part_ids, reps)
+            return part_ids
+
+        boundary = _common_prefix(expanded(p_ids), ids)
         codes[:boundary] = PROMPT
+        if e_ids is not None:
+            codes[_common_prefix(expanded(e_ids), ids) :] = OTHER
         codes[np.isin(ids, self.special_ids)] = OTHER
         codes[is_media] = self.media_code
         if self.max_positions is not None and len(ids) > self.max_positions:
@@ -118,9 +194,14 @@ class _Generative:
         Raises the InputError of the first sample whose media does not decode.
         """
         parts = [self._texts(s, transform) for s in samples]
-        p_ids = self.tokenizer([p for p, _, _ in parts]).input_ids
-        toks = self._tokenize_batch([f for _, f, _ in parts], [m for _, _, m in parts])
-        return [self._finish(ids, pi, ex, tex) for (ids, ex, tex), pi in zip(toks, p_ids, strict=True)]
+        p_ids = self.tokenizer([p[0] for p in parts]).input_ids
+        cut = [i for i, p in enumerate(parts) if p[3] != p[1]]  # a template suffix follows the answer
+        e_ids = [None] * len(parts)
+        for i, ids in zip(cut, self.tokenizer([parts[i][3] for i in cut]).input_ids if cut else [], strict=True):
+            e_ids[i] = ids
+        toks = self._tokenize_batch([p[1] for p in parts], [p[2] for p in parts])
+        return [self._finish(ids, pi, ei, ex, tex)
+                for (ids, ex, tex), pi, ei in zip(toks, p_ids, e_ids, strict=True)]
 
     def _tokenize_batch(self, texts: list[str], medias: list) -> list[tuple]:
         if self.media_field is None:

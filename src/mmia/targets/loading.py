@@ -51,12 +51,22 @@ def _quiet_transformers() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def load_target(path: str | Path, kind: str | None = None, device: str | None = None, dtype=None):
+def load_target(path: str | Path, kind: str | None = None, device: str | None = None, dtype=None,
+                chat_template: bool = True):
     """Load a target adapter from a local model directory (safetensors only, offline).
 
     `kind` defaults to what config.json says; `device` to CUDA when present else CPU; `dtype`
-    to bfloat16 on CUDA and float32 on CPU.
+    to bfloat16 on CUDA and float32 on CPU. Generative targets format rows that have a prompt
+    with the model's chat template when it has one (`chat_template=False`: plain text).
     """
+    adapter = _load(path, kind, device, dtype)
+    if hasattr(adapter, "use_chat_template"):
+        adapter.use_chat_template = chat_template
+        adapter.fingerprint = f"{adapter.fingerprint}:{adapter.format_tag()}"
+    return adapter
+
+
+def _load(path, kind, device, dtype):
     from mmia.offline import from_pretrained, resolve_model_dir
 
     path = Path(resolve_model_dir(path, "target model"))

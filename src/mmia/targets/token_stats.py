@@ -28,7 +28,7 @@ STAT_NAMES = (
     "mod_renyi_1",
     "mod_renyi_2",
 )
-STATS_VERSION = "1"
+STATS_VERSION = "2"
 
 
 def stats_from_logits(logits, targets):

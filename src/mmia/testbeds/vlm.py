@@ -14,7 +14,7 @@ loads alone with `AutoModelForImageTextToText` / `AutoProcessor`.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +68,6 @@ def _save(model, processor, path: Path) -> None:
 
 def build_vlm(out_dir: Path, *, seed: int = 0, quick: bool = False, settings: VlmSettings | None = None) -> Testbed:
     """Write data, base and target models and manifest.json into `out_dir`."""
-    import torch
     from transformers import LlavaForConditionalGeneration
 
     from mmia.metrics import evaluate
@@ -119,6 +118,9 @@ def build_vlm(out_dir: Path, *, seed: int = 0, quick: bool = False, settings: Vl
         nonmember_data = encode(processor, nonmembers, shape.image_size)
         base_member = answer_losses(model, member_data)
         base_nonmember = answer_losses(model, nonmember_data)
+        # Does the model look at the image? The same answers with other samples' images.
+        perm = np.random.default_rng(stable_seed("vlm-shuffle", seed)).permutation(len(nonmember_data))
+        base_shuffled = answer_losses(model, replace(nonmember_data, pixel_values=nonmember_data.pixel_values[perm]))
         target_hist = train_lm(model, member_data, epochs=cfg.target.epochs, lr=cfg.target.lr,
                                batch=cfg.target.batch, seed=stable_seed("vlm-target", seed), desc="target model")
         _save(model, processor, out_dir / "target")
@@ -132,7 +134,6 @@ def build_vlm(out_dir: Path, *, seed: int = 0, quick: bool = False, settings: Vl
         timings["signal"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
         timings["total_cpu"] = time.process_time() - cpu0
-    del torch  # only imported for its side effects on thread settings above
 
     labels = np.r_[np.ones(len(members)), np.zeros(len(nonmembers))].astype(int)
     loss_attack = evaluate(labels, -np.r_[tgt_member, tgt_nonmember], with_roc=False)
@@ -177,6 +178,12 @@ def build_vlm(out_dir: Path, *, seed: int = 0, quick: bool = False, settings: Vl
                                  "base_nonmembers": float(base_nonmember.mean())},
             "note": "loss attack of the target on all members against the held-out matched non-members; "
                     "base_model_loss is a sanity check and should sit near 0.5",
+        },
+        "image_reliance": {
+            "base_nonmember_loss_own_images": float(base_nonmember.mean()),
+            "base_nonmember_loss_shuffled_images": float(base_shuffled.mean()),
+            "note": "mean answer loss of the base model on the matched non-members with their own images "
+                    "and with images shuffled between samples; a gap shows the answers depend on the image",
         },
         "weights_sha256": {"target": weights_hash(out_dir / "target"), "base": weights_hash(out_dir / "base")},
         "timings_s": {k: round(v, 1) for k, v in timings.items()},

@@ -48,7 +48,7 @@ class VlmShape:
     text_layers: int = 3
     text_heads: int = 4
     vocab_size: int = 512
-    max_positions: int = 256
+    max_positions: int = 1024  # room for several frames as images (8 x 64 image tokens)
 
     @property
     def image_tokens(self) -> int:
