@@ -64,6 +64,39 @@ def inspect(
 
 
 @app.command()
+def attack(
+    data: Path = typer.Argument(..., help="JSONL, CSV, Parquet file or datasets save_to_disk directory."),
+    target: Path = typer.Option(..., "--target", help="Target model directory (Hugging Face format)."),
+    attacks: str = typer.Option("", "--attacks", help="Comma-separated attack names (default: all that apply)."),
+    reference: Path = typer.Option(None, "--reference", help="Reference model directory for the reference attack."),
+    out: Path = typer.Option(..., "--out", help="Results directory."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Samples per forward pass."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:1, ... (auto: CUDA when present)."),
+    dtype: str = typer.Option("auto", "--dtype", help="float32, bfloat16, float16 (auto: bf16 on CUDA, fp32 on CPU)."),
+    cache: Path = typer.Option(None, "--cache", help="Cache directory (default: the user cache); reruns resume."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip (and list) bad rows instead of stopping."),
+):
+    """Score-based membership-inference attacks against a target model."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from mmia.attacks.runner import run_attack
+
+    names = [a.strip() for a in attacks.split(",") if a.strip()] or None
+    result, _ = run_attack(data, target, attacks=names, reference_dir=reference, out_dir=out,
+                           batch_size=batch_size, device=device, dtype=dtype, cache_dir=cache, skip_bad=skip_bad)
+    table = Table(title=f"attack: {data}")
+    for col in ("attack", "AUC", "95% CI", "TPR@1%FPR"):
+        table.add_column(col)
+    for e in result.attacks:
+        ci = f"[{e.auc_ci95[0]:.3f}, {e.auc_ci95[1]:.3f}]" if e.auc_ci95 else "-"
+        tpr = e.tpr_at_fpr.get("0.01")
+        table.add_row(e.name, "-" if e.auc is None else f"{e.auc:.3f}", ci, "-" if tpr is None else f"{tpr:.3f}")
+    Console(stderr=True).print(table)
+    typer.echo(str(out / "results.json"))
+
+
+@app.command()
 def report(out_dir: Path = typer.Argument(..., help="A results directory (with results.json).")):
     """(Re)render report.html and its ROC plots from a results directory."""
     from mmia.report import render_report
@@ -152,6 +185,15 @@ def demo(
     print_summary(outcome)
     if outcome.failures:
         raise typer.Exit(1)
+
+
+def _add_subcommands() -> None:
+    from mmia.cli_fimmia import app as fimmia_app
+
+    app.add_typer(fimmia_app, name="fimmia")
+
+
+_add_subcommands()
 
 
 def main() -> None:

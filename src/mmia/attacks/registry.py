@@ -20,7 +20,14 @@ FAMILIES = ("score", "contrastive", "blind", "neural", "text-only")
 TARGET_KINDS = ("causal-lm", "vlm", "audio-lm", "clip", "clap")
 
 # Later issues append the modules that register their methods.
-BUILTIN_MODULES: list[str] = ["mmia.shift.methods", "mmia.shift.demo_step"]
+BUILTIN_MODULES: list[str] = [
+    "mmia.attacks.score_attacks",
+    "mmia.attacks.contrastive_attacks",
+    "mmia.attacks.demo_step",
+    "mmia.fimmia.register",
+    "mmia.shift.methods",
+    "mmia.shift.demo_step",
+]
 
 
 class NoConfig(BaseModel):

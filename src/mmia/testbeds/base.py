@@ -55,7 +55,7 @@ class DemoContext:
 # which writes data, models and manifest.json into out_dir. `mmia testbed NAME` and `mmia demo`
 # find builders here; modules that register are listed in TESTBED_MODULES.
 
-TESTBED_MODULES: list[str] = ["mmia.testbeds.scenes_testbed", "mmia.testbeds.vlm"]
+TESTBED_MODULES: list[str] = ["mmia.testbeds.scenes_testbed", "mmia.testbeds.vlm", "mmia.testbeds.audio_captions"]
 
 
 @dataclass(frozen=True)
