@@ -51,6 +51,8 @@ def select_attacks(names: list[str] | None, target_kind: str, modalities, has_re
             spec = get_attack(name)
         except KeyError as exc:
             raise InputError(str(exc).strip("'\"")) from None
+        if spec.family not in ("score", "contrastive"):
+            raise InputError(f"'{name}' is a {spec.family} method, not a score-based attack (see mmia --help)")
         if not spec.applies_to(target_kind, modalities):
             raise InputError(f"attack '{name}' does not apply to a {target_kind} target with {', '.join(modalities)}")
         if spec.needs_reference and not has_reference:
