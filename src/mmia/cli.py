@@ -64,12 +64,127 @@ def inspect(
 
 
 @app.command()
+def attack(
+    data: Path = typer.Argument(..., help="JSONL, CSV, Parquet file or datasets save_to_disk directory."),
+    target: Path = typer.Option(..., "--target", help="Target model directory (Hugging Face format)."),
+    attacks: str = typer.Option("", "--attacks", help="Comma-separated attack names (default: all that apply)."),
+    reference: Path = typer.Option(None, "--reference", help="Reference model directory for the reference attack."),
+    out: Path = typer.Option(..., "--out", help="Results directory."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Samples per forward pass."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:1, ... (auto: CUDA when present)."),
+    dtype: str = typer.Option("auto", "--dtype", help="float32, bfloat16, float16 (auto: bf16 on CUDA, fp32 on CPU)."),
+    cache: Path = typer.Option(None, "--cache", help="Cache directory (default: the user cache); reruns resume."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip (and list) bad rows instead of stopping."),
+):
+    """Score-based membership-inference attacks against a target model."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from mmia.attacks.runner import run_attack
+
+    names = [a.strip() for a in attacks.split(",") if a.strip()] or None
+    result, _ = run_attack(data, target, attacks=names, reference_dir=reference, out_dir=out,
+                           batch_size=batch_size, device=device, dtype=dtype, cache_dir=cache, skip_bad=skip_bad)
+    table = Table(title=f"attack: {data}")
+    for col in ("attack", "AUC", "95% CI", "TPR@1%FPR"):
+        table.add_column(col)
+    for e in result.attacks:
+        ci = f"[{e.auc_ci95[0]:.3f}, {e.auc_ci95[1]:.3f}]" if e.auc_ci95 else "-"
+        tpr = e.tpr_at_fpr.get("0.01")
+        table.add_row(e.name, "-" if e.auc is None else f"{e.auc:.3f}", ci, "-" if tpr is None else f"{tpr:.3f}")
+    Console(stderr=True).print(table)
+    typer.echo(str(out / "results.json"))
+
+
+@app.command()
 def report(out_dir: Path = typer.Argument(..., help="A results directory (with results.json).")):
     """(Re)render report.html and its ROC plots from a results directory."""
     from mmia.report import render_report
 
     path = render_report(out_dir)
     typer.echo(str(path))
+
+
+@app.command()
+def testbed(
+    name: str = typer.Argument(..., help="A registered testbed (scenes, vlm, ...)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the testbed into."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the data and the training."),
+    cache: Path | None = typer.Option(None, "--cache", help="mmia cache folder (default: the user cache dir)."),
+    quick: bool = typer.Option(False, "--quick", help="Miniature version (tests)."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild even when a cached build exists."),
+):
+    """Build one testbed with known membership (data, target models, manifest.json)."""
+    from mmia.testbeds.build import build_testbed
+
+    tb = build_testbed(name, seed=seed, cache_dir=cache, out=out, quick=quick, rebuild=rebuild)
+    typer.echo(str(tb.root))
+
+
+@app.command()
+def shift(
+    data: Path = typer.Argument(..., help="Labelled member/non-member set (JSONL, CSV, Parquet, save_to_disk)."),
+    out: Path = typer.Option(..., "--out", help="Results directory to write."),
+    methods: str | None = typer.Option(None, "--methods", help="Comma-separated blind methods (default: by columns)."),
+    folds: int = typer.Option(5, "--folds", min=2, help="Stratified cross-validation folds."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the folds and the classifiers."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip (and list) rows whose media do not decode."),
+    text_embedder: Path | None = typer.Option(
+        None, "--text-embedder", help="A sentence-transformers directory (default: all-MiniLM-L6-v2)."
+    ),
+    cache: Path | None = typer.Option(None, "--cache", help="Cache folder (default: the user cache dir)."),
+    ignore_column: list[str] = typer.Option([], "--ignore-column", help="A column to ignore (repeatable)."),
+    threads: int = typer.Option(1, "--threads", min=1, help="BLAS/OpenMP threads for the classifiers."),
+):
+    """Blind distribution-shift check: can members and non-members be told apart without the model?"""
+    from rich.console import Console
+    from rich.table import Table
+
+    from mmia.cache import Cache
+    from mmia.data import load_dataset
+    from mmia.report import render_report
+    from mmia.results import RunResult, write_results
+    from mmia.shift import run_shift
+
+    ds = load_dataset(data, skip_bad=skip_bad, ignore_columns=ignore_column, require_labels=True)
+    names = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    with Cache(cache) as store:
+        section, scores = run_shift(ds, names, folds=folds, seed=seed, cache=store, text_embedder=text_embedder,
+                                    skip_bad=skip_bad, threads=threads)
+    result = RunResult(**{**section.model_dump(), "name": "shift", "command": "shift"})
+    result.settings = {**section.settings, "data": str(data)}
+    write_results(out, result, scores)
+    render_report(out)
+    table = Table(title=f"blind shift check: {data}")
+    for col in ("method", "AUC", "95% CI", "TPR@1%FPR", "Holm p", "s"):
+        table.add_column(col)
+    for e in section.attacks:
+        lo, hi = e.auc_ci95
+        table.add_row(e.name, f"{e.auc:.3f}", f"{lo:.3f}-{hi:.3f}", f"{e.tpr_at_fpr['0.01']:.3f}",
+                      f"{e.p_holm:.2g}", f"{e.seconds:.1f}")
+    console = Console()
+    console.print(table)
+    console.print(f"verdict: {section.verdict}", markup=False)
+    console.print(section.verdict_detail, markup=False)
+    typer.echo(str(out / "results.json"))
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo-out"), "--out", help="Results folder."),
+    quick: bool = typer.Option(False, "--quick", help="Miniature testbeds and settings (seconds, for tests)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the testbeds and the methods."),
+    cache: Path | None = typer.Option(None, "--cache", help="mmia cache folder (default: the user cache dir)."),
+    jobs: int = typer.Option(2, "--jobs", help="Testbeds built at once (each trains on one thread)."),
+):
+    """The main job: build (or reuse) the testbeds, audit them with every method, report."""
+    from mmia.demo import print_summary, run_demo
+    from mmia.progress import info
+
+    outcome = run_demo(out, quick=quick, seed=seed, cache_dir=cache, jobs=jobs, log=info)
+    print_summary(outcome)
+    if outcome.failures:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -121,6 +236,15 @@ def umid(
         if e.auc is not None:
             typer.echo(f"{e.name:34s} AUC {e.auc:.3f}  TPR@1%FPR {e.tpr_at_fpr.get('0.01', 0):.3f}")
     typer.echo(str(out / "report.html"))
+
+
+def _add_subcommands() -> None:
+    from mmia.cli_fimmia import app as fimmia_app
+
+    app.add_typer(fimmia_app, name="fimmia")
+
+
+_add_subcommands()
 
 
 def main() -> None:

@@ -4,6 +4,12 @@ Every method (score-based attack, blind shift check, FiMMIA, UMID, ...) register
 name, a typed pydantic config, what it needs and the paper it implements; the CLI, the demo and
 the report read this registry instead of keeping lists of their own.
 
+What `run` is depends on the family, and only that family's command calls it:
+- "score" and "contrastive": run(record, config) -> {column suffix: score} for one sample's
+  token statistics or embeddings (mmia attack's runner);
+- "blind": the shift check's feature/classifier factory (mmia shift);
+- "neural" and "text-only": the method's own entry point (mmia fimmia, mmia umid).
+
 Modules that register built-in methods are listed in `BUILTIN_MODULES` and imported on first
 use of the registry, so importing `mmia` stays cheap.
 """
@@ -20,7 +26,15 @@ FAMILIES = ("score", "contrastive", "blind", "neural", "text-only")
 TARGET_KINDS = ("causal-lm", "vlm", "audio-lm", "clip", "clap")
 
 # Later issues append the modules that register their methods.
-BUILTIN_MODULES: list[str] = ["mmia.umid.methods"]
+BUILTIN_MODULES: list[str] = [
+    "mmia.attacks.score_attacks",
+    "mmia.attacks.contrastive_attacks",
+    "mmia.attacks.demo_step",
+    "mmia.fimmia.register",
+    "mmia.shift.methods",
+    "mmia.shift.demo_step",
+    "mmia.umid.methods",
+]
 
 
 class NoConfig(BaseModel):

@@ -65,6 +65,7 @@ def render_report(out_dir: str | Path) -> Path:
             roc_plot(curves, section.name or result.command or "ROC", plots_dir / name)
             plot = f"plots/{name}"
         best = max((a for a in section.attacks if a.auc is not None), key=lambda a: a.auc, default=None)
+        # `top`: the run's own level (jinja has no identity test to tell it from a sub-section).
         views.append({"section": section, "plot": plot, "best": best, "top": section is result})
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("mmia.report", "templates"),

@@ -55,7 +55,13 @@ class DemoContext:
 # which writes data, models and manifest.json into out_dir. `mmia testbed NAME` and `mmia demo`
 # find builders here; modules that register are listed in TESTBED_MODULES.
 
-TESTBED_MODULES: list[str] = ["mmia.testbeds.clip_identities", "mmia.testbeds.clap_voices"]
+TESTBED_MODULES: list[str] = [
+    "mmia.testbeds.scenes_testbed",
+    "mmia.testbeds.vlm",
+    "mmia.testbeds.audio_captions",
+    "mmia.testbeds.clip_identities",
+    "mmia.testbeds.clap_voices",
+]
 
 
 @dataclass(frozen=True)
@@ -64,14 +70,15 @@ class TestbedSpec:
     summary: str
     build: object  # Callable[[Path], Testbed] with keyword-only seed and quick
     in_demo: bool = True
+    version: str = "1"  # part of the cache key: bump when the builder's output changes
 
 
 _TESTBEDS: dict[str, TestbedSpec] = {}
 
 
-def register_testbed(name: str, *, summary: str, in_demo: bool = True):
+def register_testbed(name: str, *, summary: str, in_demo: bool = True, version: str = "1"):
     def deco(fn):
-        _TESTBEDS[name] = TestbedSpec(name=name, summary=summary, build=fn, in_demo=in_demo)
+        _TESTBEDS[name] = TestbedSpec(name=name, summary=summary, build=fn, in_demo=in_demo, version=version)
         return fn
 
     return deco

@@ -1,0 +1,137 @@
+"""Scoring throughput: mmia's pipeline vs a per-sample loop vs raw batched forward passes.
+
+Scores the same samples three ways in one run and prints the ratios:
+1. pipeline: `score_samples` with every single-pass attack that applies (one length-sorted,
+   padded forward pass per batch serving all of them, statistics reduced in the batch, each
+   batch written to a fresh cache): everything from the loaded data set to the scores;
+2. per-sample loop: as the reference implementations do, batch size 1 and one forward pass
+   per attack (each attack re-encodes the sample and re-runs the model);
+3. raw: the model's batched forward passes alone, on inputs encoded beforehand (same batches);
+   also printed: encoding (media decoding, processor, tokeniser) plus those forward passes, the
+   least work any scorer must do, so the ratio to it is mmia's own overhead.
+
+Usage:
+    python benchmarks/scoring.py                      # the vlm testbed (built and cached)
+    python benchmarks/scoring.py --testbed-dir DIR    # an already built vlm testbed
+    python benchmarks/scoring.py --model DIR --data FILE
+Options: --n N samples (default 64), --batch-size B (default 16), --repeats R (best of R, interleaved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+
+def _vlm_testbed(testbed_dir: str | None):
+    from mmia.testbeds.base import Testbed, list_testbeds
+
+    if testbed_dir:
+        return Testbed.from_dir(testbed_dir)
+    spec = next((s for s in list_testbeds() if s.name == "vlm"), None)
+    if spec is None:
+        raise SystemExit("no 'vlm' testbed is registered here: pass --testbed-dir DIR or --model DIR --data FILE")
+    from mmia.cache import default_cache_dir
+
+    return spec.build(default_cache_dir() / "testbeds" / "vlm", seed=0, quick=False)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--testbed-dir")
+    ap.add_argument("--model")
+    ap.add_argument("--data")
+    ap.add_argument("--n", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default=None)
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from mmia import progress
+    from mmia.attacks.records import SampleRecord
+    from mmia.attacks.runner import score_samples, select_attacks
+    from mmia.cache import Cache
+    from mmia.data import load_dataset
+    from mmia.engine.generative import length_order
+    from mmia.targets import load_target
+
+    progress.set_quiet(True)
+    if args.model:
+        model_dir, data = Path(args.model), Path(args.data)
+    else:
+        tb = _vlm_testbed(args.testbed_dir)
+        model_dir, data = tb.targets["target"], tb.splits.get("matched") or next(iter(tb.splits.values()))
+    ds = load_dataset(data)
+    ds = ds.subset(range(min(args.n, len(ds))))
+    target = load_target(model_dir, device=args.device)
+    # Single-pass attacks: all but lowercase (its own second pass) and reference (another model).
+    specs = [s for s in select_attacks(None, target.kind, ds.modalities, has_reference=False) if "lower" not in s.tags]
+    cfgs = {s.name: s.make_config() for s in specs}
+    n, bs = len(ds), args.batch_size
+
+    def pipeline():
+        with tempfile.TemporaryDirectory() as d, Cache(d) as cache:
+            score_samples(ds, target, specs, cache=cache, batch_size=bs, progress=False)
+
+    def loop():
+        for s in specs:
+            for sample in ds:
+                st = target.token_stats([target.encode(sample)])[0]
+                s.run(SampleRecord(sample, stats=st), cfgs[s.name])
+
+    order = length_order(ds.samples)
+    batches = [[target.encode(ds[i]) for i in order[k : k + bs]] for k in range(0, n, bs)]
+    inputs = [target.collate(b) for b in batches]
+
+    def raw():
+        with torch.inference_mode():
+            for inp in inputs:
+                x = {k: v.to(target.device, target.dtype) if v.is_floating_point() else v.to(target.device)
+                     for k, v in inp.items()}
+                target.model(**x, use_cache=False)
+
+    # Interleaved repeats, best of each: the machine's load changes from second to second, and
+    # alternating the ways exposes each to the same load.
+    def encode_and_raw():
+        with torch.inference_mode():
+            for k in range(0, n, bs):
+                enc = target.encode_batch([ds[i] for i in order[k : k + bs]])
+                x = {k2: v.to(target.device, target.dtype) if v.is_floating_point() else v.to(target.device)
+                     for k2, v in target.collate(enc).items()}
+                target.model(**x, use_cache=False)
+
+    raw()  # warm-up
+    t_raw, t_pipe, t_enc_raw = float("inf"), float("inf"), float("inf")
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        raw()
+        t_raw = min(t_raw, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        encode_and_raw()
+        t_enc_raw = min(t_enc_raw, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        pipeline()
+        t_pipe = min(t_pipe, time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    loop()
+    t_loop = time.perf_counter() - t0
+    print(f"model: {model_dir} ({target.kind}, {sum(p.numel() for p in target.model.parameters()):,} parameters)")
+    print(f"samples: {n} from {data}; batch size {bs}; {len(specs)} single-pass attacks "
+          f"({', '.join(s.name for s in specs)}); torch threads {args.threads}; device {target.device}")
+    print(f"raw batched forward passes : {t_raw:8.3f} s  ({n / t_raw:8.1f} samples/s)")
+    print(f"encoding + raw forward     : {t_enc_raw:8.3f} s  ({n / t_enc_raw:8.1f} samples/s)")
+    print(f"mmia pipeline              : {t_pipe:8.3f} s  ({n / t_pipe:8.1f} samples/s)")
+    print(f"per-sample loop            : {t_loop:8.3f} s  ({n / t_loop:8.1f} samples/s)")
+    print(f"pipeline / raw forward     : {t_pipe / t_raw:6.2f}x time (aim: <= 1.15)")
+    print(f"pipeline / (encoding + raw): {t_pipe / t_enc_raw:6.2f}x time")
+    print(f"loop / pipeline            : {t_loop / t_pipe:6.2f}x (aim: >= 1.0 on CPU, >= 4 on CUDA)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""`mmia attack` as a Python API: score a data set with registered attacks against a target.
+
+The target is run once per needed view of the data (the text as is; its lowercased copy only
+when the lowercase attack is asked; the reference model only when --reference is given), the
+views stream in lockstep through the same length-sorted batches, and every attack reduces each
+sample's statistics to a score at once; nothing per-token is kept beyond the current batch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mmia.attacks.records import SampleRecord
+from mmia.attacks.registry import AttackSpec, get_attack, list_attacks
+from mmia.errors import InputError
+from mmia.results import AttackEntry, DatasetInfo, RunResult, ScoreTable
+
+GENERATIVE = ("causal-lm", "vlm", "audio-lm")
+
+
+@dataclass
+class Scored:
+    """Per-sample scores of one run, before evaluation."""
+
+    ids: list[str]
+    labels: np.ndarray | None
+    columns: dict[str, np.ndarray]
+    column_attack: dict[str, str]  # column -> registered attack name
+    seconds: dict[str, float]  # attack -> seconds (the passes it needs plus its own scoring)
+    counts: dict = field(default_factory=dict)
+    skipped: list[dict] = field(default_factory=list)
+
+
+def select_attacks(names: list[str] | None, target_kind: str, modalities, has_reference: bool) -> list[AttackSpec]:
+    """The attacks to run: those named (checked to apply), or every one that applies."""
+    if not names or names == ["all"]:
+        specs = [s for s in list_attacks(target_kind=target_kind, modalities=modalities)
+                 if s.family in ("score", "contrastive") and (has_reference or not s.needs_reference)]
+        if not specs:
+            raise InputError(f"no registered attack applies to a {target_kind} target and modalities {modalities}")
+        return specs
+    specs = []
+    for name in names:
+        try:
+            spec = get_attack(name)
+        except KeyError as exc:
+            raise InputError(str(exc).strip("'\"")) from None
+        if spec.family not in ("score", "contrastive"):
+            raise InputError(f"'{name}' is a {spec.family} method, not a score-based attack (see mmia --help)")
+        if not spec.applies_to(target_kind, modalities):
+            raise InputError(f"attack '{name}' does not apply to a {target_kind} target with {', '.join(modalities)}")
+        if spec.needs_reference and not has_reference:
+            raise InputError(f"attack '{name}' needs a reference model: pass --reference DIR")
+        specs.append(spec)
+    return specs
+
+
+def _timed(it: Iterator, acc: dict, key: str) -> Iterator:
+    while True:
+        t0 = time.perf_counter()
+        try:
+            item = next(it)
+        except StopIteration:
+            acc[key] = acc.get(key, 0.0) + time.perf_counter() - t0
+            return
+        acc[key] = acc.get(key, 0.0) + time.perf_counter() - t0
+        yield item
+
+
+def score_samples(
+    dataset,
+    target,
+    specs: list[AttackSpec],
+    *,
+    reference=None,
+    configs: dict | None = None,
+    cache=None,
+    batch_size: int = 8,
+    skip_bad: bool = False,
+    progress: bool = True,
+) -> Scored:
+    """Run the target (and reference) over the data once per view and score every attack."""
+    from mmia.engine import EngineCounts, iter_embeddings, iter_token_stats
+    from mmia.progress import progress_bar
+
+    configs = {s.name: (configs or {}).get(s.name) or s.make_config() for s in specs}
+    samples = dataset.samples
+    n = len(samples)
+    stream_time: dict[str, float] = {}
+    counts = {"target": EngineCounts()}
+    needs: dict[str, set] = {}
+    with progress_bar(f"scoring {n} samples", n if progress else None, unit="samples") as bar:
+        if target.kind in GENERATIVE:
+            streams = {"target": iter_token_stats(target, samples, cache=cache, batch_size=batch_size,
+                                                  counts=counts["target"], skip_bad=skip_bad, source=dataset.path,
+                                                  bar=bar)}
+            if any("lower" in s.tags for s in specs):
+                counts["lower"] = EngineCounts()
+                streams["lower"] = iter_token_stats(target, samples, variant="lower", cache=cache,
+                                                    batch_size=batch_size, counts=counts["lower"],
+                                                    skip_bad=skip_bad, source=dataset.path)
+            if reference is not None and any(s.needs_reference for s in specs):
+                counts["reference"] = EngineCounts()
+                streams["reference"] = iter_token_stats(reference, samples, cache=cache, batch_size=batch_size,
+                                                        counts=counts["reference"], skip_bad=skip_bad,
+                                                        source=dataset.path)
+            for s in specs:
+                needs[s.name] = {"target"} | ({"lower"} if "lower" in s.tags else set()) | (
+                    {"reference"} if s.needs_reference else set())
+        else:
+            n_aug = max((configs[s.name].n_aug for s in specs if hasattr(configs[s.name], "n_aug")), default=0)
+            seed = next((configs[s.name].seed for s in specs if hasattr(configs[s.name], "seed")), 0)
+            streams = {"target": iter_embeddings(target, samples, n_aug=n_aug, seed=seed, cache=cache,
+                                                 batch_size=batch_size, counts=counts["target"], skip_bad=skip_bad,
+                                                 source=dataset.path, bar=bar)}
+            for s in specs:
+                needs[s.name] = {"target"}
+        timed = {k: _timed(v, stream_time, k) for k, v in streams.items()}
+        columns: dict[str, np.ndarray] = {}
+        column_attack: dict[str, str] = {}
+        own_time = {s.name: 0.0 for s in specs}
+        bad: set[int] = set()
+
+        def reduce(records: list[SampleRecord], where: list[int]) -> None:
+            # Runs in a worker thread, overlapping the next batch's forward pass; only this
+            # thread writes the columns until the end.
+            for i, rec in zip(where, records, strict=True):
+                for s in specs:
+                    t0 = time.perf_counter()
+                    for suffix, value in s.run(rec, configs[s.name]).items():
+                        col = s.name + suffix
+                        if col not in columns:
+                            columns[col] = np.full(n, np.nan)
+                            column_attack[col] = s.name
+                        columns[col][i] = value
+                    own_time[s.name] += time.perf_counter() - t0
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            futures: list = []
+            records, where = [], []
+            for items in zip(*timed.values(), strict=True):
+                views = dict(zip(timed.keys(), items, strict=True))
+                idx = {i for i, _ in views.values()}
+                if len(idx) != 1:
+                    raise RuntimeError("engine streams went out of step")  # same order by construction
+                i = idx.pop()
+                if any(v is None for _, v in views.values()):
+                    bad.add(i)
+                    continue
+                rec = SampleRecord(sample=samples[i])
+                if target.kind in GENERATIVE:
+                    rec.stats = views["target"][1]
+                    rec.lower = views.get("lower", (None, None))[1]
+                    rec.reference = views.get("reference", (None, None))[1]
+                else:
+                    rec.embeddings = views["target"][1]
+                records.append(rec)
+                where.append(i)
+                if len(records) >= batch_size:
+                    futures.append(pool.submit(reduce, records, where))
+                    records, where = [], []
+                    while len(futures) > 2:  # bound the statistics held in flight
+                        futures.pop(0).result()
+            futures.append(pool.submit(reduce, records, where))
+            for f in futures:
+                f.result()
+    keep = np.array([i not in bad for i in range(n)])
+    skipped = []
+    for c in counts.values():
+        for i, reason in c.skipped:
+            if not any(d["row"] == samples[i].row for d in skipped):
+                skipped.append({"row": samples[i].row, "id": samples[i].id, "reason": reason})
+    labels = np.array([s.label if s.label is not None else -1 for s in samples])[keep]
+    seconds = {s.name: own_time[s.name] + sum(stream_time.get(k, 0.0) for k in needs[s.name]) for s in specs}
+    return Scored(
+        ids=[s.id for s, k in zip(samples, keep, strict=True) if k],
+        labels=None if (labels < 0).any() else labels,
+        columns={c: v[keep] for c, v in columns.items()},
+        column_attack=column_attack,
+        seconds=seconds,
+        counts={k: c.as_dict() for k, c in counts.items()},
+        skipped=skipped,
+    )
+
+
+def evaluate_scored(scored: Scored, seed: int = 0) -> tuple[list[AttackEntry], ScoreTable]:
+    """One results entry per score column (NaN where a sample lacks the slice: those are left out
+    of that column's metrics and counted in its notes), and the per-sample score table."""
+    table = ScoreTable(scored.ids, scored.labels)
+    entries = []
+    for col, vals in scored.columns.items():
+        spec = get_attack(scored.column_attack[col])
+        ok = ~np.isnan(vals)
+        if not ok.any():
+            continue  # the slice exists in no sample (e.g. image slice on text-only data)
+        table.add(col, vals)
+        extra = {"paper": spec.paper, "seconds": round(scored.seconds.get(spec.name, math.nan), 3)}
+        notes = []
+        if not ok.all():
+            notes.append(f"{int((~ok).sum())} sample(s) without this slice left out")
+        y = scored.labels
+        if y is not None and len(set(y[ok].tolist())) == 2:
+            entry = AttackEntry.from_scores(col, y[ok], vals[ok], seed=seed, **extra)
+        else:
+            entry = AttackEntry(name=col, **extra)
+        entry.notes = "; ".join(notes) or None
+        entries.append(entry)
+    return entries, table
+
+
+def run_attack(
+    data,
+    target_dir,
+    *,
+    attacks: list[str] | None = None,
+    reference_dir=None,
+    out_dir=None,
+    batch_size: int = 8,
+    device: str | None = None,
+    dtype: str | None = None,
+    cache_dir=None,
+    skip_bad: bool = False,
+    configs: dict | None = None,
+    seed: int = 0,
+) -> tuple[RunResult, ScoreTable]:
+    """Load data and models, score, evaluate; with `out_dir`, write results.json, scores.parquet and report.html."""
+    from mmia.cache import Cache
+    from mmia.data import load_dataset
+    from mmia.offline import resolve_model_dir
+    from mmia.targets import detect_kind, load_target
+
+    dataset = data if hasattr(data, "samples") else load_dataset(data, skip_bad=skip_bad)
+    # Check the request against config.json before paying for loading any weights.
+    kind = detect_kind(resolve_model_dir(target_dir, "target model"))
+    if reference_dir is not None:
+        ref_kind = detect_kind(resolve_model_dir(reference_dir, "reference model"))
+        if ref_kind not in GENERATIVE or kind not in GENERATIVE:
+            raise InputError("--reference works with generative targets and references (causal LM, VLM, audio LM)")
+    specs = select_attacks(attacks, kind, dataset.modalities, reference_dir is not None)
+    target = load_target(target_dir, kind=kind, device=device, dtype=dtype)
+    reference = None
+    if reference_dir is not None:
+        reference = load_target(reference_dir, device=target.device, dtype=dtype)
+    cache = Cache(cache_dir) if cache_dir is not None else Cache()
+    t0 = time.perf_counter()
+    try:
+        scored = score_samples(dataset, target, specs, reference=reference, configs=configs, cache=cache,
+                               batch_size=batch_size, skip_bad=skip_bad)
+    finally:
+        cache.close()
+    entries, table = evaluate_scored(scored, seed=seed)
+    result = RunResult(
+        name="attack",
+        command="attack",
+        dataset=DatasetInfo.of(dataset),
+        target=str(target_dir),
+        reference=str(reference_dir) if reference_dir is not None else None,
+        attacks=entries,
+        skipped=[r.to_dict() for r in dataset.skipped] + scored.skipped,
+        settings={"batch_size": batch_size, "device": target.device, "dtype": str(target.dtype).removeprefix("torch."),
+                  "target_kind": target.kind, "attacks": [s.name for s in specs],
+                  "configs": {s.name: (configs or {}).get(s.name, s.make_config()).model_dump(mode="json")
+                              for s in specs},
+                  "engine": scored.counts, "seconds_total": round(time.perf_counter() - t0, 3)},
+    )
+    if out_dir is not None:
+        from mmia.report import render_report
+        from mmia.results import write_results
+
+        write_results(out_dir, result, table)
+        render_report(out_dir)
+    return result, table
+
+

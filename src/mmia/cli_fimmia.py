@@ -1,0 +1,139 @@
+"""Face of `mmia fimmia train|score`: typer commands over mmia.fimmia.api (parse, call, print)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    help="FiMMIA: the perturbation-based neural attack (train an attack model, then score).", no_args_is_help=True
+)
+
+
+def _config(
+    k,
+    field,
+    seed,
+    fill_mask_model,
+    text_embedder,
+    media_embedder,
+    batch_size,
+    no_reuse,
+    prompt_template,
+    device,
+    answer_template=None,
+):
+    from mmia.fimmia.pipeline import FimmiaConfig
+    from mmia.perturb import NeighbourConfig
+
+    return FimmiaConfig(
+        neighbours=NeighbourConfig(k=k, field=field, seed=seed, fill_mask_model=fill_mask_model),
+        text_embedder=None if text_embedder == "none" else text_embedder,
+        media_embedder=None if media_embedder == "none" else media_embedder,
+        batch_size=batch_size,
+        reuse=not no_reuse,
+        prompt_template=prompt_template,
+        answer_template=answer_template,
+        device=None if device == "auto" else device,
+    )
+
+
+def _print(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=result.notes or "FiMMIA")
+    for col in ("attack", "AUC", "95% CI", "TPR@1%FPR", "TPR@5%FPR"):
+        table.add_column(col)
+    for e in result.attacks:
+        ci = f"[{e.auc_ci95[0]:.3f}, {e.auc_ci95[1]:.3f}]" if e.auc_ci95 else ""
+        table.add_row(
+            e.name, f"{e.auc:.3f}", ci, f"{e.tpr_at_fpr.get('0.01', 0):.3f}", f"{e.tpr_at_fpr.get('0.05', 0):.3f}"
+        )
+    Console().print(table)
+
+
+@app.command("train")
+def train_cmd(
+    data: Path = typer.Argument(..., help="Labelled members/non-members (or the fine-tuning set with --base)."),
+    target: Path = typer.Option(..., "--target", help="The audited model (Hugging Face directory)."),
+    out: Path = typer.Option(..., "--out", help="Where the attack model is written (safetensors + config.json)."),
+    base: Path = typer.Option(None, "--base", help="Two-model protocol: the target's model before fine-tuning."),
+    k: int = typer.Option(24, "--k", help="Neighbours per sample."),
+    field: str = typer.Option("auto", "--field", help="Perturbed field: auto, prompt, answer, text, media, a+b."),
+    seed: int = typer.Option(0, "--seed"),
+    fill_mask_model: str = typer.Option(None, "--fill-mask-model", help="Fill-mask model dir for substitutions."),
+    text_embedder: str = typer.Option("default", "--text-embedder", help="sentence-transformers dir, or none."),
+    media_embedder: str = typer.Option("target", "--media-embedder", help="target, a CLIP/CLAP dir, or none."),
+    holdout: float = typer.Option(0.0, "--holdout", help="Share of samples kept out of training and evaluated."),
+    no_text: bool = typer.Option(False, "--no-text", help="Ablation: no text-embedding branch."),
+    no_media: bool = typer.Option(False, "--no-media", help="Ablation: no media-embedding branch."),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    no_reuse: bool = typer.Option(False, "--no-reuse", help="Score every neighbour from scratch (slower)."),
+    prompt_template: str = typer.Option(
+        "{media}{prompt}", "--prompt-template", help="Text before the answer; {media} = the media placeholders."
+    ),
+    answer_template: str = typer.Option(
+        None, "--answer-template", help="The answer as trained, e.g. ' {answer}</s>' (default: ' ' + answer)."
+    ),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:1, ... (auto: CUDA when present)."),
+    cache_dir: Path = typer.Option(None, "--cache", "--cache-dir", help="Value cache (default: the user cache)."),
+    skip_bad: bool = typer.Option(False, "--skip-bad"),
+):
+    """Train a FiMMIA attack model on labelled samples of the target (or base vs target)."""
+    from mmia.fimmia import api
+    from mmia.fimmia.network import TrainConfig
+
+    cfg = _config(
+        k,
+        field,
+        seed,
+        fill_mask_model,
+        text_embedder,
+        media_embedder,
+        batch_size,
+        no_reuse,
+        prompt_template,
+        device,
+        answer_template,
+    )
+    model, result = api.train(
+        data,
+        target,
+        out,
+        base=base,
+        cfg=cfg,
+        train_cfg=TrainConfig(seed=seed),
+        use_text=not no_text,
+        use_media=not no_media,
+        holdout=holdout,
+        cache_dir=cache_dir,
+        skip_bad=skip_bad,
+    )
+    typer.echo(
+        f"attack model: {out} (trained on {len(model.train_ids)} samples, best epoch {model.history['best_epoch']})"
+    )
+    if result is not None:
+        _print(result)
+        typer.echo(f"held-out results: {out / 'holdout' / 'results.json'}")
+
+
+@app.command("score")
+def score_cmd(
+    data: Path = typer.Argument(..., help="Samples to audit (labels optional; needed for AUC)."),
+    target: Path = typer.Option(..., "--target", help="The audited model (Hugging Face directory)."),
+    attack_model: Path = typer.Option(..., "--attack-model", help="A directory written by `mmia fimmia train`."),
+    out: Path = typer.Option(..., "--out", help="Results directory."),
+    batch_size: int = typer.Option(None, "--batch-size"),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, ... (auto: CUDA when present)."),
+    cache_dir: Path = typer.Option(None, "--cache", "--cache-dir", help="Value cache (default: the user cache)."),
+    skip_bad: bool = typer.Option(False, "--skip-bad"),
+):
+    """Score samples with a trained FiMMIA attack model; writes results.json, scores.parquet, report."""
+    from mmia.fimmia import api
+
+    result = api.score(data, target, attack_model, out, cache_dir=cache_dir, skip_bad=skip_bad, batch_size=batch_size)
+    if result.attacks:
+        _print(result)
+    typer.echo(f"results: {out / 'results.json'}")

@@ -1,0 +1,255 @@
+"""FiMMIA's Python API: train an attack model, score a data set with it, run a whole protocol."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mmia.cache import Cache
+from mmia.data import load_dataset
+from mmia.data.schema import Dataset
+from mmia.errors import InputError
+from mmia.fimmia.features import FeatureSet
+from mmia.fimmia.network import FimmiaModel, NetConfig, TrainConfig, train_attack
+from mmia.fimmia.pipeline import FeatureExtractor, FimmiaConfig
+from mmia.fimmia.protocols import assert_disjoint, split_parts, two_model_features
+from mmia.results import AttackEntry, DatasetInfo, RunResult, ScoreTable, Section
+
+PAPER = (
+    "FiMMIA: scaling semantic perturbation-based membership inference across modalities (arXiv 2512.02786); "
+    "SMIA, Mozaffari & Marathe (arXiv 2406.10218)"
+)
+ABLATIONS = {"fimmia:loss": (False, False), "fimmia:loss+text": (True, False), "fimmia:loss+text+media": (True, True)}
+
+
+def _cache(cache_dir) -> Cache | None:
+    return Cache(cache_dir) if cache_dir is not None else Cache()
+
+
+def train_model(
+    features: FeatureSet,
+    cfg: FimmiaConfig,
+    *,
+    protocol: str,
+    target: str,
+    base: str | None = None,
+    use_text: bool = True,
+    use_media: bool = True,
+    train_cfg: TrainConfig | None = None,
+    net_cfg: NetConfig | None = None,
+) -> FimmiaModel:
+    settings = {
+        "fimmia": cfg.model_dump(mode="json"),
+        "protocol": protocol,
+        "target": str(target),
+        "base": None if base is None else str(base),
+    }
+    return train_attack(
+        features, use_text=use_text, use_media=use_media, net=net_cfg, train=train_cfg, settings=settings
+    )
+
+
+def protocol_features(train_ds: Dataset, target, base, cfg: FimmiaConfig, cache, extractor=None) -> FeatureSet:
+    """Training features under protocol (a) (base None) or (b) (base given)."""
+    extractor = extractor or FeatureExtractor(target, cfg, cache)
+    if base is not None and train_ds.has_labels:  # protocol (b) trains on known members only
+        train_ds = train_ds.subset([i for i, s in enumerate(train_ds) if s.label == 1])
+    tf = extractor.features(train_ds, "FiMMIA train (target)")
+    if base is None:
+        return tf
+    bf = FeatureExtractor(base, cfg, cache).features(train_ds, "FiMMIA train (base)")
+    return two_model_features(tf, bf)
+
+
+def train(
+    data: str | Path,
+    target: str | Path,
+    out: str | Path,
+    *,
+    base: str | Path | None = None,
+    cfg: FimmiaConfig | None = None,
+    train_cfg: TrainConfig | None = None,
+    use_text: bool = True,
+    use_media: bool = True,
+    holdout: float = 0.0,
+    cache_dir=None,
+    skip_bad: bool = False,
+) -> tuple[FimmiaModel, RunResult | None]:
+    """Train an attack model on DATA (labelled, or the fine-tuning set with --base) and save it
+    to `out`. With `holdout` > 0 a share of the samples is kept out of training and the model
+    is evaluated on it; that evaluation is written to `out/holdout/`."""
+    cfg = cfg or FimmiaConfig()
+    ds = load_dataset(data, skip_bad=skip_bad)
+    if base is None and not ds.has_labels:
+        ds.labels()  # raises the clear "needs a label column" error
+    held = None
+    if holdout > 0:
+        ds, held = split_parts(ds, holdout, seed=cfg.neighbours.seed)
+    cache = _cache(cache_dir)
+    feats = protocol_features(ds, target, base, cfg, cache)
+    model = train_model(
+        feats,
+        cfg,
+        protocol="two-model" if base else "labelled",
+        target=target,
+        base=base,
+        use_text=use_text,
+        use_media=use_media,
+        train_cfg=train_cfg,
+    )
+    model.save(out)
+    result = None
+    if held is not None:
+        result = evaluate(model, held, target, cfg, cache, Path(out) / "holdout")
+    return model, result
+
+
+def _entries(fs: FeatureSet, models: dict[str, FimmiaModel], seconds: float) -> tuple[list[AttackEntry], dict]:
+    """FiMMIA entries plus two training-free baselines on the same samples and losses."""
+    labels = fs.labels
+    cols = {name: m.score(fs) for name, m in models.items()}
+    cols["loss"] = -fs.original_loss  # lower loss = member
+    cols["neighbourhood"] = fs.loss.mean(axis=1)  # mean (neighbour - original) loss: larger = member
+    entries = []
+    if labels is not None and len(np.unique(labels)) == 2:
+        for name, col in cols.items():
+            notes = None
+            if name == "loss":
+                notes = "score-based baseline: -loss of the original sample (same losses FiMMIA uses)"
+            elif name == "neighbourhood":
+                notes = "training-free baseline (Mattern et al. 2023): mean neighbour-minus-original loss"
+            entry = AttackEntry.from_scores(
+                name,
+                labels,
+                col,
+                seconds=seconds if name.startswith("fimmia") else None,
+                paper=PAPER if name.startswith("fimmia") else None,
+                notes=notes,
+            )
+            entries.append(entry)
+    return entries, cols
+
+
+def evaluate(model: FimmiaModel, ds: Dataset, target, cfg: FimmiaConfig, cache, out_dir=None) -> RunResult:
+    """Score `ds` (never the attack's training samples) and write the contract's results."""
+    assert_disjoint(model.train_ids, ds.ids)
+    t0 = time.perf_counter()
+    fs = FeatureExtractor(target, cfg, cache).features(ds, "FiMMIA score")
+    seconds = time.perf_counter() - t0
+    entries, cols = _entries(fs, {"fimmia": model}, seconds)
+    table = ScoreTable(ds.ids, fs.labels)
+    for name, col in cols.items():
+        table.add(name, col)
+    result = RunResult(
+        name="fimmia",
+        command="fimmia score",
+        dataset=DatasetInfo.of(ds),
+        target=str(target),
+        reference=model.settings.get("base"),
+        attacks=entries,
+        skipped=[r.to_dict() for r in ds.skipped],
+        settings={
+            "fimmia": model.settings.get("fimmia"),
+            "protocol": model.settings.get("protocol"),
+            "n_train_samples": len(model.train_ids),
+        },
+        notes=f"FiMMIA ({model.settings.get('protocol')} protocol) trained on {len(model.train_ids)} samples, "
+        f"evaluated on {len(ds)} disjoint samples",
+    )
+    if out_dir is not None:
+        from mmia.results import write_results
+
+        write_results(out_dir, result, table)
+        _try_report(out_dir)
+    return result
+
+
+def _try_report(out_dir) -> None:
+    from mmia.report import render_report
+
+    render_report(out_dir)
+
+
+def score(
+    data: str | Path,
+    target: str | Path,
+    attack_model: str | Path,
+    out: str | Path,
+    *,
+    cache_dir=None,
+    skip_bad: bool = False,
+    batch_size: int | None = None,
+    device: str | None = None,
+) -> RunResult:
+    """Score DATA with a saved attack model; samples it was trained on are refused."""
+    model = FimmiaModel.load(attack_model)
+    cfg = FimmiaConfig(**model.settings["fimmia"])
+    if batch_size:
+        cfg = cfg.model_copy(update={"batch_size": batch_size})
+    cfg = cfg.model_copy(update={"device": device})  # where to run is not part of the attack
+    ds = load_dataset(data, skip_bad=skip_bad)
+    overlap = set(model.train_ids) & set(ds.ids)
+    if overlap:
+        raise InputError(
+            f"{len(overlap)} sample(s) in this file trained the attack model (first: {sorted(overlap)[0]}); "
+            "scoring them would report training accuracy, not membership evidence: remove them",
+            data,
+        )
+    return evaluate(model, ds, target, cfg, _cache(cache_dir), out)
+
+
+def run_protocol(
+    ds: Dataset,
+    target,
+    *,
+    base=None,
+    cfg: FimmiaConfig | None = None,
+    eval_fraction: float = 0.5,
+    train_cfg: TrainConfig | None = None,
+    cache=None,
+    name: str = "fimmia",
+) -> tuple[Section, ScoreTable, dict]:
+    """Split a labelled set by sample, train (with the ablation) on one part, report on the rest."""
+    cfg = cfg or FimmiaConfig()
+    train_ds, eval_ds = split_parts(ds, eval_fraction, seed=cfg.neighbours.seed)
+    extractor = FeatureExtractor(target, cfg, cache)
+    t0 = time.perf_counter()
+    feats = protocol_features(train_ds, target, base, cfg, cache, extractor)
+    protocol = "two-model" if base is not None else "labelled"
+    models = {}
+    for abl, (use_text, use_media) in ABLATIONS.items():
+        if (use_text and feats.text is None) or (use_media and feats.media is None):
+            continue
+        models[abl] = train_model(
+            feats,
+            cfg,
+            protocol=protocol,
+            target=target,
+            base=base,
+            use_text=use_text,
+            use_media=use_media,
+            train_cfg=train_cfg,
+        )
+    full_name = list(models)[-1]
+    full = models[full_name]
+    train_seconds = time.perf_counter() - t0
+    assert_disjoint(full.train_ids, eval_ds.ids)
+    t0 = time.perf_counter()
+    fs = extractor.features(eval_ds, "FiMMIA score")
+    entries, cols = _entries(fs, {"fimmia": full, **models}, time.perf_counter() - t0)
+    section = Section(
+        name=name,
+        command="fimmia",
+        dataset=DatasetInfo.of(eval_ds),
+        target=str(target),
+        reference=None if base is None else str(base),
+        attacks=entries,
+        notes=f"FiMMIA, {protocol} protocol: trained on {len(full.train_ids)} samples, evaluated on "
+        f"{len(eval_ds)} disjoint samples; 'fimmia' = {full_name}; training {train_seconds:.1f} s",
+    )
+    table = ScoreTable(eval_ds.ids, fs.labels, section=name)
+    for k, v in cols.items():
+        table.add(k, v)
+    return section, table, {"train_ids": full.train_ids, "eval_ids": eval_ds.ids, "models": models, "features": fs}

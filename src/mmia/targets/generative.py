@@ -1,0 +1,394 @@
+"""Adapters for generative targets: causal LMs, vision-language and audio-language models.
+
+All three share one path: a sample becomes `[media placeholder][prompt][ sep ][answer]` (or
+`[media placeholder][text]`), tokenised by the model's own processor so that media
+placeholders expand exactly as in training; each token gets a slice code (image, audio,
+prompt, answer, other); a padded batch goes through the model once and its logits are reduced
+to per-token statistics (`mmia.targets.token_stats`).
+
+The prompt/answer boundary is found without trusting character offsets: the prompt alone is
+tokenised, its media placeholders are expanded to the counts seen in the full sequence, and the
+answer starts where the two token sequences first differ.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mmia.targets.base import ANSWER, AUDIO, IMAGE, OTHER, PROMPT, Encoded
+from mmia.targets.token_stats import STAT_NAMES, stats_from_logits
+
+
+def _joined(prompt_part: str, answer: str, has_prompt: bool) -> tuple[str, str]:
+    """(prompt part as tokenised alone, full text); a space separates prompt and answer."""
+    if not has_prompt or not prompt_part or prompt_part[-1].isspace() or not answer:
+        return prompt_part, prompt_part + answer
+    return prompt_part, prompt_part + " " + answer
+
+
+def _common_prefix(a, b) -> int:
+    n = min(len(a), len(b))
+    diff = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
+    return int(diff[0]) if len(diff) else n
+
+
+class _Generative:
+    """Shared machinery; subclasses say how text and media become model inputs."""
+
+    kind = "causal-lm"
+    media_field: str | None = None  # "image" or "audio"
+    media_code = OTHER
+    use_chat_template = True  # format prompt rows with the model's chat template when it has one
+
+    def __init__(self, path: Path, model, tokenizer, fingerprint: str, device: str, dtype):
+        self.path = Path(path)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.dtype = dtype
+        self.fingerprint = fingerprint
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.special_ids = np.array(sorted(set(tokenizer.all_special_ids)), dtype=np.int64)
+        self.media_token_id: int | None = None
+        self.max_positions = self._max_positions()
+
+    # -- what subclasses provide -------------------------------------------------------------
+    placeholder = ""  # text inserted where the media goes
+
+    def _tokenize(self, text: str, media) -> tuple[list[int], dict, dict]:
+        """(ids, extras, token_extras) for a full text with its decoded media (or None)."""
+        ids = self.tokenizer(text).input_ids
+        return list(ids), {}, {}
+
+    def _load_media(self, ref):
+        return None
+
+    # -- the shared path ---------------------------------------------------------------------
+    def _max_positions(self) -> int | None:
+        cfg = self.model.config
+        text_cfg = getattr(cfg, "text_config", None) or cfg
+        for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+            v = getattr(text_cfg, name, None)
+            if isinstance(v, int) and v > 0:
+                return v
+        return None
+
+    def format_tag(self) -> str:
+        """A digest of how samples become text (chat template or plain), part of cache keys."""
+        import hashlib
+
+        owner = self._chat_owner()
+        fmt = owner.chat_template if owner is not None else f"plain:{self.placeholder}"
+        return hashlib.sha256(str(fmt).encode()).hexdigest()[:8]
+
+    def _chat_owner(self):
+        """The processor or tokenizer whose chat template formats prompt rows (None: plain text)."""
+        if not self.use_chat_template:
+            return None
+        for obj in (getattr(self, "processor", None), self.tokenizer):
+            if obj is not None and getattr(obj, "chat_template", None):
+                return obj
+        return None
+
+    _SENTINEL = "\x00mmia-answer\x00"
+
+    def _chat(self, prompt: str, answer: str, with_media: bool):
+        """(prompt part, full text, full text up to the answer's end) in the model's own
+        conversation format, or None if it has none.
+
+        The template is rendered once per distinct prompt, with a sentinel in the answer's
+        place, and the answer is spliced in (templates copy message text verbatim).
+        """
+        key = (prompt, with_media)
+        memo = self.__dict__.setdefault("_chat_memo", {})
+        if key not in memo:
+            memo[key] = self._render_chat(prompt, with_media)
+            if len(memo) > 4096:  # prompts that never repeat: keep the memo small
+                memo.pop(next(iter(memo)))
+        parts = memo[key]
+        if parts is None:
+            return None
+        head, before, after = parts
+        full = before + answer + after
+        return head, full, before + answer
+
+    def _render_chat(self, prompt: str, with_media: bool):
+        owner = self._chat_owner()
+        if owner is None:
+            return None
+        answer = self._SENTINEL
+        if owner is self.tokenizer and self.media_field is None:
+            user = {"role": "user", "content": prompt}
+            bot = {"role": "assistant", "content": answer}
+        else:
+            parts = ([{"type": self.media_field}] if with_media else []) + [{"type": "text", "text": prompt}]
+            user = {"role": "user", "content": parts}
+            bot = {"role": "assistant", "content": [{"type": "text", "text": answer}]}
+        try:
+            head = owner.apply_chat_template([user], add_generation_prompt=True, tokenize=False)
+            full = owner.apply_chat_template([user, bot], add_generation_prompt=False, tokenize=False)
+        except Exception:  # a template that cannot render this conversation: plain format
+            return None
+        if full.count(answer) != 1 or not full.startswith(head) or full.index(answer) < len(head):
+            return head, head + ("" if head[-1:].isspace() else " "), ""
+        before, after = full.split(answer)
+        return head, before, after
+
+    def _texts(self, sample, transform):
+        """(prompt part, full text, decoded media or None, full text up to the answer's end).
+
+        A row with a prompt is formatted by the model's chat template when it has one (the format
+        it was fine-tuned on); otherwise, and for `text` rows, as media placeholder + text.
+        """
+        t = transform or (lambda s: s)
+        has_prompt = sample.prompt is not None
+        answer = t(sample.answer if has_prompt else (sample.text or ""))
+        media_ref = getattr(sample, self.media_field) if self.media_field else None
+        media = self._load_media(media_ref) if media_ref is not None else None
+        if has_prompt:
+            chat = self._chat(t(sample.prompt), answer, media is not None)
+            if chat is not None:
+                return chat[0], chat[1], media, chat[2]
+        prefix = self.placeholder if media is not None else ""
+        prompt_part, full = _joined(prefix + (t(sample.prompt) if has_prompt else ""), answer, has_prompt)
+        return prompt_part, full, media, full
+
+    def _finish(self, ids, p_ids, e_ids, extras, token_extras) -> Encoded:
+        """Slice codes from the full ids, the prompt's own ids and the ids up to the answer's end."""
+        ids = np.asarray(ids, dtype=np.int64)
+        codes = np.full(len(ids), ANSWER, dtype=np.int8)
+        is_media = ids == self.media_token_id if self.media_token_id is not None else np.zeros(len(ids), bool)
+        n_media_full = int(is_media.sum())
+
+        def expanded(part_ids):
+            # A part tokenised alone, each media placeholder repeated as often as the processor did.
+            part_ids = np.asarray(part_ids, dtype=np.int64)
+            if self.media_token_id is not None and n_media_full:
+                n_media_p = int((part_ids == self.media_token_id).sum())
+                if n_media_p:
+                    reps = np.where(part_ids == self.media_token_id, n_media_full // n_media_p, 1)
+                    part_ids = np.repeat(part_ids, reps)
+            return part_ids
+
+        boundary = _common_prefix(expanded(p_ids), ids)
+        codes[:boundary] = PROMPT
+        if e_ids is not None:
+            codes[_common_prefix(expanded(e_ids), ids) :] = OTHER
+        codes[np.isin(ids, self.special_ids)] = OTHER
+        codes[is_media] = self.media_code
+        if self.max_positions is not None and len(ids) > self.max_positions:
+            keep = self.max_positions
+            ids, codes = ids[:keep], codes[:keep]
+            token_extras = {k: v[:keep] for k, v in token_extras.items()}
+        return Encoded(input_ids=ids, codes=codes, extras=extras, token_extras=token_extras)
+
+    def encode(self, sample, transform=None) -> Encoded:
+        """Token ids and slice codes of one sample; `transform` maps each text field (lowercase)."""
+        return self.encode_batch([sample], transform)[0]
+
+    def encode_batch(self, samples, transform=None) -> list[Encoded]:
+        """`encode` for several samples, with one tokenizer/processor call where the model allows.
+
+        Raises the InputError of the first sample whose media does not decode.
+        """
+        parts = [self._texts(s, transform) for s in samples]
+        p_ids = self.tokenizer([p[0] for p in parts]).input_ids
+        cut = [i for i, p in enumerate(parts) if p[3] != p[1]]  # a template suffix follows the answer
+        e_ids = [None] * len(parts)
+        for i, ids in zip(cut, self.tokenizer([parts[i][3] for i in cut]).input_ids if cut else [], strict=True):
+            e_ids[i] = ids
+        toks = self._tokenize_batch([p[1] for p in parts], [p[2] for p in parts])
+        return [self._finish(ids, pi, ei, ex, tex)
+                for (ids, ex, tex), pi, ei in zip(toks, p_ids, e_ids, strict=True)]
+
+    def _tokenize_batch(self, texts: list[str], medias: list) -> list[tuple]:
+        if self.media_field is None:
+            return [(ids, {}, {}) for ids in self.tokenizer(texts).input_ids]
+        return [self._tokenize(t, m) for t, m in zip(texts, medias, strict=True)]
+
+    def collate(self, batch: list[Encoded]) -> dict:
+        """Right-padded model inputs for a batch of encoded samples."""
+        import torch
+
+        n, width = len(batch), max(len(e) for e in batch)
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        for i, e in enumerate(batch):
+            ids[i, : len(e)] = torch.from_numpy(e.input_ids)
+            mask[i, : len(e)] = 1
+        inputs = {"input_ids": ids, "attention_mask": mask}
+        for key in {k for e in batch for k in e.token_extras}:
+            t = torch.zeros((n, width), dtype=torch.long)
+            for i, e in enumerate(batch):
+                if key in e.token_extras:
+                    t[i, : len(e)] = torch.as_tensor(e.token_extras[key])
+            inputs[key] = t
+        for key in {k for e in batch for k in e.extras}:
+            parts = [e.extras[key] for e in batch if key in e.extras]
+            inputs[key] = torch.cat(parts, dim=0)
+        return inputs
+
+    def logits(self, batch: list[Encoded]):
+        """One forward pass over a padded batch: (logits (B, T, V), attention mask (B, T))."""
+        import torch
+
+        inputs = self.collate(batch)
+        floats = {k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)
+                  for k, v in inputs.items()}
+        with torch.inference_mode():
+            out = self.model(**floats, use_cache=False)
+        return out.logits, inputs["attention_mask"]
+
+    def token_stats(self, batch: list[Encoded]) -> list[dict[str, np.ndarray]]:
+        """Per-sample statistics of one batch: dict with `codes` (L,) and each STAT_NAMES (L-1,).
+
+        The vocabulary-sized work runs on groups of rows small enough to bound memory
+        (about 2^25 logits at a time), then each sample keeps only its own scalars per token.
+        """
+        logits, _ = self.logits(batch)
+        return self.reduce_logits(logits, batch)
+
+    def reduce_logits(self, logits, batch: list[Encoded]) -> list[dict[str, np.ndarray]]:
+        """The statistics half of `token_stats`, from a batch's logits (the engine runs it in a
+        worker thread while the model runs on the next batch)."""
+        import torch
+
+        b, width, vocab = logits.shape
+        if width < 2:
+            return [{**{k: np.zeros(0, np.float32) for k in STAT_NAMES}, "codes": e.codes.copy()} for e in batch]
+        targets = torch.full((b, width - 1), 0, dtype=torch.long)
+        for i, e in enumerate(batch):
+            targets[i, : len(e) - 1] = torch.from_numpy(e.input_ids[1:])
+        targets = targets.to(logits.device)
+        group = max(1, (1 << 25) // max(1, (width - 1) * vocab))
+        out = []
+        with torch.inference_mode():
+            for g in range(0, b, group):
+                st = stats_from_logits(logits[g : g + group, : width - 1], targets[g : g + group])
+                st = {k: v.float().cpu().numpy() for k, v in st.items()}
+                for j, e in enumerate(batch[g : g + group]):
+                    n = max(len(e) - 1, 0)
+                    rec = {k: np.ascontiguousarray(v[j, :n]) for k, v in st.items()}
+                    rec["codes"] = e.codes.copy()
+                    out.append(rec)
+        return out
+
+
+class CausalLMTarget(_Generative):
+    """A text-only causal language model (AutoModelForCausalLM + AutoTokenizer)."""
+
+    kind = "causal-lm"
+
+
+class VisionLanguageTarget(_Generative):
+    """An image-text-to-text model (AutoModelForImageTextToText + AutoProcessor), e.g. LLaVA.
+
+    When the saved processor cannot be built here (Qwen2-VL's needs torchvision for its video
+    part), the image processor and tokenizer are used directly and the image placeholder is
+    expanded by the model's rule (patches / merge_size^2).
+    """
+
+    kind = "vlm"
+    media_field = "image"
+    media_code = IMAGE
+
+    def __init__(self, path, model, tokenizer, fingerprint, device, dtype, processor=None, image_processor=None):
+        super().__init__(path, model, tokenizer, fingerprint, device, dtype)
+        self.processor = processor
+        self.image_processor = image_processor
+        cfg = model.config
+        tid = getattr(cfg, "image_token_id", None)
+        if tid is None:
+            tid = getattr(cfg, "image_token_index", None)
+        self.media_token_id = tid
+        self.image_token = tokenizer.convert_ids_to_tokens(tid) if tid is not None else "<image>"
+        if getattr(cfg, "vision_start_token_id", None) is not None:
+            start = tokenizer.convert_ids_to_tokens(cfg.vision_start_token_id)
+            end = tokenizer.convert_ids_to_tokens(cfg.vision_end_token_id)
+            self.placeholder = f"{start}{self.image_token}{end}"
+        else:
+            self.placeholder = self.image_token
+
+    def _load_media(self, ref):
+        from PIL import Image
+
+        from mmia.data.media import load_image
+
+        return Image.fromarray(load_image(ref))
+
+    def _tokenize_batch(self, texts, medias):
+        """One processor call for the batch when every sample has an image (or none does) and the
+        processor's media tensors have one row per sample (LLaVA); else sample by sample."""
+        with_media = [m is not None for m in medias]
+        if self.processor is None or len(texts) < 2 or len(set(with_media)) > 1:
+            return super()._tokenize_batch(texts, medias)
+        kw = {"images": list(medias)} if with_media[0] else {}
+        enc = self.processor(text=list(texts), return_tensors="pt", padding=True, **kw)
+        per_row = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+        if any(getattr(v, "shape", (None,))[0] != len(texts) for v in per_row.values()):
+            return super()._tokenize_batch(texts, medias)
+        out = []
+        for i in range(len(texts)):
+            keep = enc["attention_mask"][i].bool()
+            ids = enc["input_ids"][i][keep].tolist()
+            token_extras = {}
+            if "mm_token_type_ids" in enc:
+                token_extras["mm_token_type_ids"] = enc["mm_token_type_ids"][i][keep].numpy()
+            out.append((ids, {k: v[i : i + 1] for k, v in per_row.items()}, token_extras))
+        return out
+
+    def _tokenize(self, text, media):
+        if self.processor is not None:
+            kw = {"images": [media]} if media is not None else {}
+            enc = self.processor(text=[text], return_tensors="pt", **kw)
+            ids = enc["input_ids"][0].tolist()
+            extras = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+            token_extras = {}
+            if "mm_token_type_ids" in enc:
+                token_extras["mm_token_type_ids"] = enc["mm_token_type_ids"][0].numpy()
+            return ids, extras, token_extras
+        extras = {}
+        if media is not None:
+            extras = dict(self.image_processor(images=[media], return_tensors="pt"))
+            merge = getattr(self.image_processor, "merge_size", 1) or 1
+            n = int(extras["image_grid_thw"][0].prod()) // (merge * merge)
+            text = text.replace(self.image_token, self.image_token * n, 1)
+        ids = self.tokenizer(text).input_ids
+        mm = (np.asarray(ids) == self.media_token_id).astype(np.int64)
+        return list(ids), extras, {"mm_token_type_ids": mm}
+
+
+class AudioLanguageTarget(_Generative):
+    """An audio-text-to-text model with a processor (e.g. Qwen2-Audio: Whisper features + LM)."""
+
+    kind = "audio-lm"
+    media_field = "audio"
+    media_code = AUDIO
+
+    def __init__(self, path, model, tokenizer, fingerprint, device, dtype, processor):
+        super().__init__(path, model, tokenizer, fingerprint, device, dtype)
+        self.processor = processor
+        cfg = model.config
+        tid = getattr(cfg, "audio_token_index", None)
+        if tid is None:
+            tid = getattr(cfg, "audio_token_id", None)
+        self.media_token_id = tid
+        token = tokenizer.convert_ids_to_tokens(tid)
+        bos = getattr(processor, "audio_bos_token", None) or getattr(tokenizer, "audio_bos_token", None)
+        eos = getattr(processor, "audio_eos_token", None) or getattr(tokenizer, "audio_eos_token", None)
+        self.placeholder = f"{bos or ''}{token}{eos or ''}"
+        self.sampling_rate = int(getattr(processor.feature_extractor, "sampling_rate", 16000))
+
+    def _load_media(self, ref):
+        from mmia.data.media import load_audio
+
+        return load_audio(ref, self.sampling_rate)
+
+    def _tokenize(self, text, media):
+        kw = {"audio": [media], "sampling_rate": self.sampling_rate} if media is not None else {}
+        enc = self.processor(text=[text], return_tensors="pt", **kw)
+        ids = enc["input_ids"][0].tolist()
+        extras = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
+        return ids, extras, {}

@@ -1,0 +1,122 @@
+"""`load_target`: a local Hugging Face directory -> the right adapter, on the right device."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mmia.cache import fingerprint_dir
+from mmia.errors import InputError, ModelNotFoundError
+from mmia.targets.base import resolve_device, resolve_dtype
+
+_AUDIO_TYPES = {"qwen2_audio"}
+_VLM_TYPES = {"llava", "llava_next", "llava_onevision", "qwen2_vl", "qwen2_5_vl", "idefics3", "paligemma",
+              "smolvlm", "gemma3", "mllama"}
+
+
+def detect_kind(path: str | Path) -> str:
+    """The target kind from config.json: 'causal-lm', 'vlm', 'audio-lm', 'clip' or 'clap'."""
+    path = Path(path)
+    cfg_path = path / "config.json"
+    if not cfg_path.exists():
+        raise ModelNotFoundError(f"{path} has no config.json (not a Hugging Face model directory)")
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    mtype = cfg.get("model_type", "")
+    archs = cfg.get("architectures") or []
+    if mtype == "clip" or "CLIPModel" in archs:
+        return "clip"
+    if mtype == "clap" or "ClapModel" in archs:
+        return "clap"
+    if mtype in _AUDIO_TYPES or ("audio_config" in cfg and "text_config" in cfg):
+        return "audio-lm"
+    if mtype in _VLM_TYPES or ("vision_config" in cfg and "text_config" in cfg):
+        return "vlm"
+    if any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in archs):
+        return "causal-lm"
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if mtype in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return "causal-lm"
+    raise InputError(
+        f"cannot tell what kind of model this is (model_type {mtype!r}, architectures {archs}); "
+        "pass kind= one of causal-lm, vlm, audio-lm, clip, clap",
+        cfg_path,
+    )
+
+
+def _quiet_transformers() -> None:
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def load_target(path: str | Path, kind: str | None = None, device: str | None = None, dtype=None,
+                chat_template: bool = True):
+    """Load a target adapter from a local model directory (safetensors only, offline).
+
+    `kind` defaults to what config.json says; `device` to CUDA when present else CPU; `dtype`
+    to bfloat16 on CUDA and float32 on CPU. Generative targets format rows that have a prompt
+    with the model's chat template when it has one (`chat_template=False`: plain text).
+    """
+    adapter = _load(path, kind, device, dtype)
+    if hasattr(adapter, "use_chat_template"):
+        adapter.use_chat_template = chat_template
+        adapter.fingerprint = f"{adapter.fingerprint}:{adapter.format_tag()}"
+    return adapter
+
+
+def _load(path, kind, device, dtype):
+    from mmia.offline import from_pretrained, resolve_model_dir
+
+    path = Path(resolve_model_dir(path, "target model"))
+    kind = kind or detect_kind(path)
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    _quiet_transformers()
+    import transformers as tf
+
+    fingerprint = f"{fingerprint_dir(path)}:{str(torch_dtype).removeprefix('torch.')}"
+
+    def model_of(cls):
+        m = from_pretrained(cls, path, "target model", dtype=torch_dtype)
+        return m.to(device).eval()
+
+    if kind == "causal-lm":
+        from mmia.targets.generative import CausalLMTarget
+
+        tok = from_pretrained(tf.AutoTokenizer, path, "tokenizer")
+        return CausalLMTarget(path, model_of(tf.AutoModelForCausalLM), tok, fingerprint, device, torch_dtype)
+    if kind == "vlm":
+        from mmia.targets.generative import VisionLanguageTarget
+
+        model = model_of(tf.AutoModelForImageTextToText)
+        try:
+            proc = from_pretrained(tf.AutoProcessor, path, "processor")
+            tok = proc.tokenizer
+            return VisionLanguageTarget(path, model, tok, fingerprint, device, torch_dtype, processor=proc)
+        except (ImportError, AttributeError, ValueError, TypeError) as exc:
+            # Qwen2-VL's processor insists on a video processor that needs torchvision.
+            if not hasattr(model.config, "vision_start_token_id"):
+                raise ModelNotFoundError(f"cannot build the processor of {path}: {exc}") from None
+        tok = from_pretrained(tf.AutoTokenizer, path, "tokenizer")
+        ip = from_pretrained(tf.AutoImageProcessor, path, "image processor")
+        return VisionLanguageTarget(path, model, tok, fingerprint, device, torch_dtype, image_processor=ip)
+    if kind == "audio-lm":
+        from mmia.targets.generative import AudioLanguageTarget
+
+        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        arch = (cfg.get("architectures") or [""])[0]
+        cls = getattr(tf, arch, None) if arch.endswith("ForConditionalGeneration") else None
+        if cls is None:
+            raise InputError(f"audio-language architecture {arch!r} is not supported", path / "config.json")
+        proc = from_pretrained(tf.AutoProcessor, path, "processor")
+        return AudioLanguageTarget(path, model_of(cls), proc.tokenizer, fingerprint, device, torch_dtype, proc)
+    if kind in ("clip", "clap"):
+        from mmia.targets.contrastive import CLAPTarget, CLIPTarget
+
+        cls = tf.CLIPModel if kind == "clip" else tf.ClapModel
+        proc = from_pretrained(tf.AutoProcessor, path, "processor")
+        adapter = CLIPTarget if kind == "clip" else CLAPTarget
+        return adapter(path, model_of(cls), proc, fingerprint, device, torch_dtype)
+    raise ValueError(f"unknown target kind {kind!r}")

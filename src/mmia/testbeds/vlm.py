@@ -1,0 +1,198 @@
+"""The `vlm` testbed: a small LLaVA fine-tuned on known member scenes, with its base model.
+
+Layout of a build:
+- `matched.jsonl`, `shifted.jsonl` and their media: the scenes splits of this seed (members are
+  exactly the target's fine-tuning set; non-members were never trained on by either model);
+- `base/`: the model trained on a disjoint pool of scenes (the "no leak" model, a reference);
+- `target/`: `base` fine-tuned on the members (the "leak" model);
+- `manifest.json`: seeds, sizes, training settings and losses, member and non-member ids, and the
+  build-time member signal (loss-attack AUC with its bootstrap interval on the matched split).
+Each model directory holds config.json, model.safetensors, the tokenizer and the processor, and
+loads alone with `AutoModelForImageTextToText` / `AutoProcessor`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from mmia.data.ids import stable_seed
+from mmia.testbeds.base import Testbed, register_testbed
+from mmia.testbeds.manifest import split_ids, weights_hash, write_manifest
+from mmia.testbeds.scenes import MATCHED, scene_stream, split_records, write_scenes_split
+from mmia.testbeds.vlm_parts import ANSWER_FORMAT, PROMPT_FORMAT, VlmShape, make_config, make_processor, train_tokenizer
+
+VERSION = "1"
+
+
+@dataclass(frozen=True)
+class Stage:
+    epochs: int
+    lr: float
+    batch: int
+
+
+@dataclass(frozen=True)
+class VlmSettings:
+    """Sizes and training settings; `quick` is the miniature used by tests."""
+
+    n_pool: int = 2000
+    n_members: int = 500
+    n_nonmembers: int = 500
+    shape: VlmShape = field(default_factory=VlmShape)
+    vision: Stage = Stage(epochs=4, lr=2e-3, batch=64)
+    base: Stage = Stage(epochs=3, lr=3e-3, batch=32)
+    target: Stage = Stage(epochs=4, lr=1e-3, batch=16)
+
+
+DEFAULT = VlmSettings()
+QUICK = VlmSettings(
+    n_pool=96,
+    n_members=24,
+    n_nonmembers=24,
+    shape=VlmShape(vision_hidden=32, vision_layers=1, vision_heads=2, text_hidden=48, text_layers=1, text_heads=2,
+                   vocab_size=320),
+    vision=Stage(epochs=1, lr=2e-3, batch=32),
+    base=Stage(epochs=1, lr=3e-3, batch=32),
+    target=Stage(epochs=2, lr=1e-3, batch=12),
+)
+
+
+def _save(model, processor, path: Path) -> None:
+    model.save_pretrained(path)  # safetensors
+    processor.save_pretrained(path)
+
+
+def build_vlm(out_dir: Path, *, seed: int = 0, quick: bool = False, settings: VlmSettings | None = None) -> Testbed:
+    """Write data, base and target models and manifest.json into `out_dir`."""
+    from transformers import LlavaForConditionalGeneration
+
+    from mmia.metrics import evaluate
+    from mmia.testbeds.vlm_train import answer_losses, encode, one_thread, pretrain_vision, seed_torch, train_lm
+
+    cfg = settings or (QUICK if quick else DEFAULT)
+    shape = cfg.shape
+    out_dir = Path(out_dir)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    cpu0 = time.process_time()
+
+    splits = {}
+    for split in ("matched", "shifted"):
+        path = write_scenes_split(out_dir, split, n_members=cfg.n_members, n_nonmembers=cfg.n_nonmembers, seed=seed,
+                                  image_size=shape.image_size)
+        splits[split] = path.name
+    members, nonmembers = split_records("matched", n_members=cfg.n_members, n_nonmembers=cfg.n_nonmembers, seed=seed)
+    pool = scene_stream(seed, "pool", cfg.n_pool, MATCHED)
+    timings["data"] = time.perf_counter() - t0
+
+    with one_thread():
+        t = time.perf_counter()
+        # The tokenizer learns from the pool only, as a real one learns from pretraining text.
+        tokenizer = train_tokenizer([r.prompt + "\n" + r.answer for r in pool], shape.vocab_size)
+        processor = make_processor(tokenizer, shape)
+        config = make_config(tokenizer, shape)
+
+        vision_state, vision_acc = pretrain_vision(
+            config.vision_config, pool, processor, epochs=cfg.vision.epochs, lr=cfg.vision.lr,
+            batch=cfg.vision.batch, seed=stable_seed("vlm-vision", seed), image_size=shape.image_size,
+            patch=shape.patch_size)
+        timings["vision"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        seed_torch(stable_seed("vlm-init", seed))
+        model = LlavaForConditionalGeneration(config)
+        model.model.vision_tower.load_state_dict(vision_state)
+        model.model.vision_tower.requires_grad_(False)
+        pool_data = encode(processor, pool, shape.image_size)
+        base_hist = train_lm(model, pool_data, epochs=cfg.base.epochs, lr=cfg.base.lr, batch=cfg.base.batch,
+                             seed=stable_seed("vlm-base", seed), desc="base model")
+        _save(model, processor, out_dir / "base")
+        timings["base"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        member_data = encode(processor, members, shape.image_size)
+        nonmember_data = encode(processor, nonmembers, shape.image_size)
+        base_member = answer_losses(model, member_data)
+        base_nonmember = answer_losses(model, nonmember_data)
+        # Does the model look at the image? The same answers with other samples' images.
+        perm = np.random.default_rng(stable_seed("vlm-shuffle", seed)).permutation(len(nonmember_data))
+        base_shuffled = answer_losses(model, replace(nonmember_data, pixel_values=nonmember_data.pixel_values[perm]))
+        target_hist = train_lm(model, member_data, epochs=cfg.target.epochs, lr=cfg.target.lr,
+                               batch=cfg.target.batch, seed=stable_seed("vlm-target", seed), desc="target model")
+        _save(model, processor, out_dir / "target")
+        timings["target"] = time.perf_counter() - t
+
+        # Build-time member signal on the matched split: the loss attack (lower loss = member), and
+        # the same calibrated by the base model (reference attack), on samples no model trained on.
+        t = time.perf_counter()
+        tgt_member = answer_losses(model, member_data)
+        tgt_nonmember = answer_losses(model, nonmember_data)
+        timings["signal"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - t0
+        timings["total_cpu"] = time.process_time() - cpu0
+
+    labels = np.r_[np.ones(len(members)), np.zeros(len(nonmembers))].astype(int)
+    loss_attack = evaluate(labels, -np.r_[tgt_member, tgt_nonmember], with_roc=False)
+    ref_attack = evaluate(labels, np.r_[base_member - tgt_member, base_nonmember - tgt_nonmember], with_roc=False)
+    base_only = evaluate(labels, -np.r_[base_member, base_nonmember], with_roc=False)
+
+    manifest = {
+        "name": "vlm",
+        "version": VERSION,
+        "seed": seed,
+        "quick": quick,
+        "target_kind": "vlm",
+        "modalities": ["text", "image"],
+        "splits": splits,
+        "targets": {"target": "target", "base": "base"},
+        "sizes": {"pool": cfg.n_pool, "members": cfg.n_members, "nonmembers": cfg.n_nonmembers,
+                  "shifted_nonmembers": cfg.n_nonmembers},
+        "model": {**shape.as_dict(), "architecture": "LlavaForConditionalGeneration",
+                  "n_parameters": sum(p.numel() for p in model.parameters())},
+        "format": {"prompt": PROMPT_FORMAT, "answer": ANSWER_FORMAT,
+                   "loss_covers": "answer tokens and the closing </s>"},
+        "training": {
+            "vision": {**asdict(cfg.vision), "task": "dense scene classification on the pool, then frozen",
+                       "final_train_accuracy": vision_acc},
+            "base": {**asdict(cfg.base), "data": "pool stream (disjoint from members and non-members)",
+                     "loss_per_epoch": base_hist},
+            "target": {**asdict(cfg.target), "data": "members of the matched split, starting from base",
+                       "loss_per_epoch": target_hist},
+            "threads": 1,
+            "optimizer": "AdamW, linear warm-up then cosine decay, gradient clipping 1.0",
+        },
+        "ids": {name: split_ids(out_dir / p) for name, p in splits.items()},
+        "pool_stream": {"name": "pool", "n": cfg.n_pool, "settings": "default"},
+        "member_signal": {
+            "split": "matched",
+            "loss": loss_attack,
+            "reference_calibrated_loss": ref_attack,
+            "base_model_loss": base_only,
+            "mean_answer_loss": {"target_members": float(tgt_member.mean()),
+                                 "target_nonmembers": float(tgt_nonmember.mean()),
+                                 "base_members": float(base_member.mean()),
+                                 "base_nonmembers": float(base_nonmember.mean())},
+            "note": "loss attack of the target on all members against the held-out matched non-members; "
+                    "base_model_loss is a sanity check and should sit near 0.5",
+        },
+        "image_reliance": {
+            "base_nonmember_loss_own_images": float(base_nonmember.mean()),
+            "base_nonmember_loss_shuffled_images": float(base_shuffled.mean()),
+            "note": "mean answer loss of the base model on the matched non-members with their own images "
+                    "and with images shuffled between samples; a gap shows the answers depend on the image",
+        },
+        "weights_sha256": {"target": weights_hash(out_dir / "target"), "base": weights_hash(out_dir / "base")},
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+    }
+    write_manifest(out_dir, manifest)
+    return Testbed.from_dir(out_dir)
+
+
+@register_testbed("vlm", summary="small LLaVA (CLIP tower + Llama LM) fine-tuned on known member scenes, "
+                  "with its base model", version=VERSION)
+def _build(out_dir: Path, *, seed: int = 0, quick: bool = False) -> Testbed:
+    return build_vlm(out_dir, seed=seed, quick=quick)

@@ -1,0 +1,105 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmia.attacks import registry
+from mmia.data import load_dataset
+from mmia.demo import run_demo, summary_rows
+from mmia.results import AttackEntry, ScoreTable, Section
+
+
+@pytest.fixture
+def no_steps(monkeypatch):
+    monkeypatch.setattr(registry, "_DEMO_STEPS", {})
+    monkeypatch.setitem(registry._loaded, "done", True)
+
+
+def test_quick_demo_with_no_steps_writes_outputs(tmp_path, no_steps, quick_cache):
+    outcome = run_demo(tmp_path / "out", quick=True, cache_dir=quick_cache, log=lambda m: None)
+    out = tmp_path / "out"
+    for name in ("results.json", "scores.parquet", "report.html"):
+        assert (out / name).exists(), name
+    res = json.loads((out / "results.json").read_text())
+    assert res["command"] == "demo" and res["sections"] == []
+    assert {"scenes", "vlm"} <= set(res["settings"]["testbeds"])
+    assert res["settings"]["testbeds"]["vlm"]["build_time_loss_auc"] is not None
+    assert "section" in pd.read_parquet(out / "scores.parquet").columns
+    assert outcome.n_steps == 0 and not outcome.failures
+    assert "no method has been run" in (out / "report.html").read_text()
+
+
+def _answer_length_step(tb, ctx):
+    """A test-only step: scores each sample by its answer length (a blind statistic)."""
+    out = []
+    for split, path in sorted(tb.splits.items()):
+        if "video" in split:
+            continue
+        ds = load_dataset(path)
+        scores = np.array([len(s.answer) for s in ds], dtype=float)
+        table = ScoreTable(ds.ids, ds.labels())
+        table.add("answer_length", scores)
+        section = Section(name=f"{split} · length", attacks=[AttackEntry.from_scores("answer_length", ds.labels(),
+                                                                                       scores)])
+        out.append((section, table))
+    return out
+
+
+def _broken_step(tb, ctx):
+    if tb.name == "scenes":
+        raise RuntimeError("boom")
+    return []
+
+
+def test_demo_runs_registered_steps(tmp_path, no_steps, quick_cache):
+    registry.register_demo_step("length", order=10)(_answer_length_step)
+    registry.register_demo_step("broken", order=20)(_broken_step)
+    outcome = run_demo(tmp_path / "out", quick=True, cache_dir=quick_cache, log=lambda m: None)
+    names = [s.name for s in outcome.result.sections]
+    assert len(names) == len(set(names))
+    assert "scenes/matched · length" in names and "vlm/shifted · length" in names
+    assert outcome.failures and "boom" in outcome.failures[0]
+    frame = pd.read_parquet(tmp_path / "out" / "scores.parquet")
+    assert set(frame["section"]) == {n for n in names if "length" in n}
+    sub = frame[frame["section"] == "vlm/matched · length"]
+    entry = next(s for s in outcome.result.sections if s.name == "vlm/matched · length").attacks[0]
+    assert len(sub) == entry.n_members + entry.n_nonmembers
+    rows = summary_rows(outcome.result)
+    assert any(r[0] == "vlm/matched · length" and r[1] == "answer_length" for r in rows)
+    assert "vlm/matched" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_demo_cli_quick(tmp_path, quick_cache):
+    proc = subprocess.run(
+        [sys.executable, "-c", "from mmia.cli import main; main()", "demo", "--quick", "--out", str(tmp_path / "o"),
+         "--cache", str(quick_cache)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "mmia demo" in proc.stdout and (tmp_path / "o" / "report.html").exists()
+
+
+def test_parallel_builds_match_the_serial_ones(tmp_path, quick_cache):
+    from mmia.demo import build_all
+
+    built = build_all(["scenes", "vlm"], seed=0, cache_dir=tmp_path, quick=True, jobs=2, log=lambda m: None)
+    serial = build_all(["scenes", "vlm"], seed=0, cache_dir=quick_cache, quick=True, jobs=1, log=lambda m: None)
+    assert built[1].manifest["weights_sha256"] == serial[1].manifest["weights_sha256"]
+    assert built[0].manifest["ids"] == serial[0].manifest["ids"]
+
+
+def test_a_testbed_that_fails_to_build_is_reported(tmp_path, no_steps, quick_cache, monkeypatch):
+    from mmia.testbeds import base
+
+    def broken(out_dir, *, seed, quick):
+        raise RuntimeError("cannot build")
+
+    monkeypatch.setitem(base._TESTBEDS, "zz-broken", base.TestbedSpec("zz-broken", "x", broken))
+    outcome = run_demo(tmp_path / "out", quick=True, cache_dir=quick_cache, log=lambda m: None)
+    assert outcome.failures == ["testbed zz-broken: RuntimeError: cannot build"]
+    assert [s.name for s in outcome.result.sections] == ["zz-broken · build"]
+    assert {tb.name for tb in outcome.testbeds} >= {"scenes", "vlm"}

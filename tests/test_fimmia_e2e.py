@@ -1,0 +1,185 @@
+"""FiMMIA end to end on a random tiny LLaVA: reuse paths equal scratch, CLI train/score, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from mmia.cli import app
+from mmia.data.schema import Sample
+from mmia.perturb import NeighbourConfig, NeighbourMaker
+
+WORDS = "red green blue circle square star small large top left right there is a at the and".split()
+
+
+@pytest.fixture(scope="module")
+def llava(tmp_path_factory):
+    from mmia.testbeds.random_llava import build_random_llava
+
+    torch.set_num_threads(1)
+    return build_random_llava(tmp_path_factory.mktemp("llava") / "m", image_size=32, patch_size=8)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(24):
+        Image.fromarray((rng.random((24, 24, 3)) * 255).astype(np.uint8)).save(root / f"{i}.png")
+        frames = root / f"v{i}"
+        frames.mkdir()
+        for t in range(4):
+            Image.fromarray((rng.random((16, 16, 3)) * 255).astype(np.uint8)).save(frames / f"{t}.png")
+        answer = " ".join(rng.choice(WORDS, size=int(rng.integers(8, 14))))
+        rows.append({"id": f"r{i}", "prompt": "describe the picture", "answer": answer, "image": f"{i}.png",
+                     "label": i % 2})
+    (root / "img.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    vid = [{**{k: v for k, v in r.items() if k != "image"}, "video": f"v{i}"} for i, r in enumerate(rows)]
+    (root / "vid.jsonl").write_text("\n".join(json.dumps(r) for r in vid) + "\n")
+    return root
+
+
+@pytest.mark.parametrize(
+    "field,template",
+    [("answer", "{media}{prompt}"), ("prompt", "{media}{prompt}"), ("media", "{media}{prompt}"),
+     ("answer+media", "{media}{prompt}"), ("prompt", "{prompt} {media}"), ("answer", "{prompt} {media}")],
+)
+def test_reuse_paths_equal_scratch(llava, data, field, template):
+    from mmia.fimmia.scoring import LlavaScorer, Row
+    from mmia.perturb.neighbours import decode_media
+
+    s = Sample(id="x", row=1, prompt="describe the red picture at the top", answer="there is a small red circle "
+               "at the top left and a large blue star", image=data / "0.png")
+    nbs = NeighbourMaker(NeighbourConfig(k=6, field=field, text_techniques=("delete", "duplicate", "swap"))).make(s)
+    img = decode_media(s, "image")
+    fast_scorer = LlavaScorer(llava, reuse=True, batch_size=4, prompt_template=template)
+    if template.startswith("{prompt}") and field == "prompt":  # no shared prefix holds the media tokens
+        rows = [Row(fast_scorer.prefix_ids(n.prompt, 1), [5], None) for n in nbs]
+        assert fast_scorer.score_on_shared_prefix(rows) is None  # -> the vision-feature path is taken
+    fast = fast_scorer.score_sample(s, nbs, img, "image")
+    slow = LlavaScorer(llava, reuse=False, batch_size=4, prompt_template=template).score_sample(s, nbs, img, "image")
+    assert fast[0] == pytest.approx(slow[0], abs=1e-4)
+    np.testing.assert_allclose(fast[1], slow[1], atol=1e-4)
+    assert np.ptp(fast[1]) > 0  # neighbours really differ
+
+
+def test_video_neighbours_score(llava, data):
+    from mmia.fimmia.scoring import LlavaScorer
+    from mmia.perturb.neighbours import decode_media
+
+    s = Sample(id="v", row=1, prompt="describe the video", answer="a red circle moving", video=data / "v0")
+    nbs = NeighbourMaker(NeighbourConfig(k=4, field="answer+media")).make(s)
+    frames = decode_media(s, "video")
+    assert {len(nb.media) for nb in nbs if nb.media is not None} <= {3, 4}
+    fast = LlavaScorer(llava, reuse=True).score_sample(s, nbs, frames, "video")
+    slow = LlavaScorer(llava, reuse=False).score_sample(s, nbs, frames, "video")
+    np.testing.assert_allclose(fast[1], slow[1], atol=1e-4)
+
+
+def _train_args(data_file, llava, out, cache, extra=()):
+    return ["fimmia", "train", str(data_file), "--target", str(llava), "--out", str(out), "--k", "4",
+            "--field", "answer+media", "--holdout", "0.5", "--cache-dir", str(cache), *extra]
+
+
+def test_cli_train_and_score(llava, data, tmp_path, monkeypatch):
+    runner = CliRunner()
+    res = runner.invoke(app, ["-q", *_train_args(data / "img.jsonl", llava, tmp_path / "atk", tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((tmp_path / "atk" / "config.json").read_text())
+    held = json.loads((tmp_path / "atk" / "holdout" / "results.json").read_text())
+    held_ids = set(__import__("pandas").read_parquet(tmp_path / "atk" / "holdout" / "scores.parquet")["id"])
+    # training and evaluation ids never overlap
+    assert set(cfg["train_ids"]).isdisjoint(held_ids) and len(cfg["train_ids"]) + len(held_ids) == 24
+    names = [a["name"] for a in held["attacks"]]
+    assert names[0] == "fimmia" and "loss" in names
+    assert held["dataset"]["n_members"] == 6 and held["dataset"]["n_nonmembers"] == 6
+
+    # scoring the training file is refused with an InputError (exit 2 from `mmia`), naming the file
+    res = runner.invoke(app, ["-q", "fimmia", "score", str(data / "img.jsonl"), "--target", str(llava),
+                              "--attack-model", str(tmp_path / "atk"), "--out", str(tmp_path / "s"),
+                              "--cache-dir", str(tmp_path / "c")])
+    from mmia.errors import InputError
+
+    assert isinstance(res.exception, InputError) and res.exception.exit_code == 2
+    assert "trained the attack model" in str(res.exception) and "img.jsonl" in str(res.exception)
+
+    # scoring the held-out samples works, from the cache, and matches the holdout run
+    import pandas as pd
+
+    rows = [json.loads(line) for line in (data / "img.jsonl").read_text().splitlines()]
+    (tmp_path / "held.jsonl").write_text("\n".join(json.dumps(r) for r in rows if r["id"] in held_ids) + "\n")
+    for r in rows:
+        r["image"] = str(data / r["image"])
+    (tmp_path / "held.jsonl").write_text("\n".join(json.dumps(r) for r in rows if r["id"] in held_ids) + "\n")
+    from mmia.fimmia import pipeline
+
+    calls = []
+    orig = pipeline.FeatureExtractor.compute
+    monkeypatch.setattr(pipeline.FeatureExtractor, "compute", lambda self, s: calls.append(s.id) or orig(self, s))
+    res = runner.invoke(app, ["-q", "fimmia", "score", str(tmp_path / "held.jsonl"), "--target", str(llava),
+                              "--attack-model", str(tmp_path / "atk"), "--out", str(tmp_path / "s"),
+                              "--cache-dir", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    assert calls == []  # every sample's losses came from the cache
+    a = pd.read_parquet(tmp_path / "s" / "scores.parquet").set_index("id").sort_index()
+    b = pd.read_parquet(tmp_path / "atk" / "holdout" / "scores.parquet").set_index("id").sort_index()
+    np.testing.assert_allclose(a["fimmia"], b["fimmia"])
+    assert (tmp_path / "s" / "report.html").exists()
+
+
+def test_cli_video_two_model(llava, data, tmp_path):
+    from mmia.testbeds.random_llava import build_random_llava
+
+    base = build_random_llava(tmp_path / "base", image_size=32, patch_size=8, seed=1)
+    res = CliRunner().invoke(app, ["-q", *_train_args(data / "vid.jsonl", llava, tmp_path / "atk", tmp_path / "c",
+                                                      ["--base", str(base)])])
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((tmp_path / "atk" / "config.json").read_text())
+    assert cfg["settings"]["protocol"] == "two-model"
+    # two-model protocol trains on the known members of the training part only
+    assert len(cfg["train_ids"]) == 6
+
+
+def test_original_loss_equals_engine_answer_loss(llava, data):
+    """FiMMIA's loss of an original sample is the score attacks' engine's answer loss."""
+    from mmia.data import load_dataset
+    from mmia.engine.generative import answer_losses
+    from mmia.fimmia.scoring import LlavaScorer
+    from mmia.perturb.neighbours import decode_media
+    from mmia.targets import load_target
+
+    ds = load_dataset(data / "img.jsonl").subset(range(4))
+    engine = answer_losses(load_target(llava, device="cpu"), ds.samples)
+    scorer = LlavaScorer(llava, device="cpu")
+    maker = NeighbourMaker(NeighbourConfig(k=2, text_techniques=("swap",)))
+    ours = [scorer.score_sample(s, maker.make(s), decode_media(s, "image"), "image")[0] for s in ds]
+    np.testing.assert_allclose(ours, engine, atol=1e-4)
+
+
+def test_registered_and_demo_step(llava, data, tmp_path):
+    from mmia.attacks.registry import get_attack, list_demo_steps
+    from mmia.testbeds.base import DemoContext, Testbed
+
+    spec = get_attack("fimmia")
+    assert spec.family == "neural" and "2512.02786" in spec.paper and "2406.10218" in spec.paper
+    step = next(s for s in list_demo_steps() if s.name == "fimmia")
+    assert step.order == 30
+    rows = [json.loads(line) for line in (data / "img.jsonl").read_text().splitlines()]
+    for r in rows:
+        r["image"] = str(data / r["image"])
+    (tmp_path / "matched.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    tb = Testbed(name="tiny", root=tmp_path, target_kind="vlm", modalities=("image", "text"),
+                 splits={"matched": tmp_path / "matched.jsonl"}, targets={"target": llava})
+    out = step.run(tb, DemoContext(out_dir=tmp_path / "o", cache_dir=tmp_path / "c", quick=True))
+    assert len(out) == 1
+    section, table = out[0]
+    names = [a.name for a in section.attacks]
+    assert {"fimmia", "fimmia:loss", "fimmia:loss+text", "fimmia:loss+text+media", "loss"} <= set(names)
+    assert any(n.startswith("best score attack") for n in names)
+    assert len(table.ids) == 12 and section.dataset.n_members == 6

@@ -1,0 +1,228 @@
+"""Tiny random models in transformers' own architectures, saved with save_pretrained (tests only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CORPUS = [
+    "A small red cat sits on the mat.",
+    "The quick brown fox jumps over the lazy dog.",
+    "a blue bird flies in the sky",
+    "Describe the image: two dogs play in the park",
+    "What is in the picture? A man rides a horse.",
+]
+QWEN_SPECIALS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+AUDIO_SPECIALS = ["<|audio_bos|>", "<|AUDIO|>", "<|audio_eos|>"]
+
+
+def make_tokenizer(vocab_size: int = 300, extra_specials=(), add_eos: bool = False, extra=None):
+    """A byte-level BPE tokenizer trained on a few sentences; BOS prepended (and EOS if asked)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<pad>", "<s>", "</s>", *extra_specials]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(CORPUS * 3, trainer)
+    single = "<s> $A </s>" if add_eos else "<s> $A"
+    sp = [("<s>", 1), ("</s>", 2)] if add_eos else [("<s>", 1)]
+    tok.post_processor = processors.TemplateProcessing(single=single, special_tokens=sp)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   extra_special_tokens=extra or {})
+
+
+def _llama(vocab: int, **kw):
+    from transformers import LlamaConfig
+
+    base = dict(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                num_key_value_heads=2, pad_token_id=0, bos_token_id=1, eos_token_id=2, max_position_embeddings=256)
+    base.update(kw)
+    return LlamaConfig(**base)
+
+
+def save_causal_lm(out: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import LlamaForCausalLM
+
+    tok = make_tokenizer()
+    torch.manual_seed(seed)
+    LlamaForCausalLM(_llama(len(tok))).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def save_gpt2(out: Path, seed: int = 1) -> Path:
+    """A GPT-2 with a different (smaller) tokenizer: tokenises the same text differently."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tok = make_tokenizer(vocab_size=280)
+    torch.manual_seed(seed)
+    cfg = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=256, bos_token_id=1,
+                     eos_token_id=2, pad_token_id=0)
+    GPT2LMHeadModel(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def save_llava(out: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import (
+        CLIPImageProcessorPil,
+        CLIPVisionConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    tok = make_tokenizer(extra_specials=["<image>"], extra={"image_token": "<image>"})
+    vc = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                          image_size=32, patch_size=8)
+    cfg = LlavaConfig(vision_config=vc, text_config=_llama(len(tok)), image_token_index=tok.image_token_id,
+                      vision_feature_layer=-1, vision_feature_select_strategy="default")
+    torch.manual_seed(seed)
+    LlavaForConditionalGeneration(cfg).save_pretrained(out)
+    ip = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    LlavaProcessor(image_processor=ip, tokenizer=tok, patch_size=8, vision_feature_select_strategy="default",
+                   num_additional_image_tokens=1, image_token="<image>").save_pretrained(out)
+    return out
+
+
+def save_qwen2vl(out: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
+
+    tok = make_tokenizer(extra_specials=QWEN_SPECIALS, extra={
+        "image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
+        "vision_bos_token": "<|vision_start|>", "vision_eos_token": "<|vision_end|>"})
+    ids = {s: tok.convert_tokens_to_ids(s) for s in QWEN_SPECIALS}
+    text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                num_key_value_heads=2, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+                rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0})
+    cfg = Qwen2VLConfig(text_config=text, vision_config=dict(depth=1, embed_dim=32, hidden_size=32, num_heads=2,
+                                                             in_chans=3, patch_size=8, spatial_merge_size=2,
+                                                             temporal_patch_size=2),
+                        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+                        bos_token_id=1, eos_token_id=2)
+    torch.manual_seed(seed)
+    Qwen2VLForConditionalGeneration(cfg).save_pretrained(out)
+    Qwen2VLImageProcessorPil(min_pixels=32 * 32, max_pixels=64 * 64, patch_size=8, merge_size=2,
+                             temporal_patch_size=2).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def save_qwen2audio(out: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import (
+        Qwen2AudioConfig,
+        Qwen2AudioForConditionalGeneration,
+        Qwen2AudioProcessor,
+        WhisperFeatureExtractor,
+    )
+
+    tok = make_tokenizer(extra_specials=AUDIO_SPECIALS, extra={
+        "audio_token": "<|AUDIO|>", "audio_bos_token": "<|audio_bos|>", "audio_eos_token": "<|audio_eos|>"})
+    cfg = Qwen2AudioConfig(
+        audio_config=dict(d_model=32, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=64,
+                          num_mel_bins=128, max_source_positions=1500),
+        text_config=dict(model_type="qwen2", vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, bos_token_id=1,
+                         eos_token_id=2, pad_token_id=0),
+        audio_token_index=tok.convert_tokens_to_ids("<|AUDIO|>"))
+    torch.manual_seed(seed)
+    Qwen2AudioForConditionalGeneration(cfg).save_pretrained(out)
+    Qwen2AudioProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=128), tokenizer=tok,
+                        chat_template=None).save_pretrained(out)
+    return out
+
+
+def save_clip(out: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
+
+    tok = make_tokenizer(add_eos=True)
+    cfg = CLIPConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=64, bos_token_id=1, eos_token_id=2,
+                         pad_token_id=0),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        projection_dim=16)
+    torch.manual_seed(seed)
+    CLIPModel(cfg).save_pretrained(out)
+    ip = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=ip, tokenizer=tok).save_pretrained(out)
+    return out
+
+
+def save_clap(out: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor
+
+    tok = make_tokenizer(add_eos=True)
+    cfg = ClapConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=80, pad_token_id=0, bos_token_id=1,
+                         eos_token_id=2),
+        audio_config=dict(spec_size=64, window_size=4, num_mel_bins=16, patch_size=4, patch_stride=(4, 4),
+                          hidden_size=32, depths=[1, 1], num_attention_heads=[2, 2], patch_embeds_hidden_size=16,
+                          enable_fusion=False),
+        projection_dim=16)
+    torch.manual_seed(seed)
+    ClapModel(cfg).save_pretrained(out)
+    fe = ClapFeatureExtractor(feature_size=16, sampling_rate=48000, max_length_s=1, truncation="rand_trunc",
+                              fft_window_size=1024, hop_length=480)
+    ClapProcessor(feature_extractor=fe, tokenizer=tok).save_pretrained(out)
+    return out
+
+
+def write_media_dataset(root: Path, n: int = 6, image: bool = True, audio: bool = False, prompt: bool = True,
+                        seed: int = 0) -> Path:
+    """A small labelled JSONL set with PNG images and/or WAV clips beside it."""
+    import json
+
+    import soundfile as sf
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        row = {"id": f"s{i}", "label": i % 2}
+        text = CORPUS[i % len(CORPUS)] + (" again" * (i // len(CORPUS)))
+        if prompt:
+            row["prompt"], row["answer"] = "Describe the image:", text
+        else:
+            row["text"] = text
+        if image:
+            Image.fromarray(rng.integers(0, 255, (24 + 4 * i, 30, 3), dtype=np.uint8)).save(root / f"img{i}.png")
+            row["image"] = f"img{i}.png"
+        if audio:
+            sf.write(root / f"clip{i}.wav", (rng.standard_normal(8000 + 800 * i) * 0.1).astype(np.float32), 16000)
+            row["audio"] = f"clip{i}.wav"
+        rows.append(row)
+    path = root / "data.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """A factory: tiny_dir('llava') builds (once per session) and returns a saved tiny model."""
+    built = {}
+    root = tmp_path_factory.mktemp("tiny-models")
+
+    def get(name: str):
+        if name not in built:
+            built[name] = globals()[f"save_{name}"](root / name)
+        return built[name]
+
+    return get
