@@ -39,7 +39,9 @@ def _answer_length_step(tb, ctx):
         if "video" in split:
             continue
         ds = load_dataset(path)
-        scores = np.array([len(s.answer) for s in ds], dtype=float)
+        if not ds.n_members or not ds.n_nonmembers:  # e.g. a testbed's non-member-only calibration file
+            continue
+        scores = np.array([len(s.full_text) for s in ds], dtype=float)
         table = ScoreTable(ds.ids, ds.labels())
         table.add("answer_length", scores)
         section = Section(name=f"{split} · length", attacks=[AttackEntry.from_scores("answer_length", ds.labels(),
