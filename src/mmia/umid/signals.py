@@ -13,7 +13,7 @@ import numpy as np
 SIGNALS: dict[str, tuple[int, str]] = {
     "similarity": (+1, "mean over restarts of the final cosine to the query embedding"),
     "variability": (-1, "mean distance of the R final embeddings from their mean (dispersion)"),
-    "early_similarity": (+1, "mean cosine after the first quarter of the steps (ease of inversion)"),
+    "early_similarity": (+1, "mean cosine after about a third of the steps (ease of inversion)"),
     "best_similarity": (+1, "highest final cosine over restarts"),
     "centroid_alignment": (+1, "cosine between the normalised mean inverted embedding and the query"),
     "specificity": (+1, "final cosine to the query minus mean cosine to fixed anchor texts (pseudo-words)"),
