@@ -142,7 +142,9 @@ def test_registry_and_demo_step(clip_tb, tmp_path):
 
     names = {s.name for s in list_attacks(target_kind="clip")}
     assert {"umid", "umid-name-control", "umid-sequential", "umid-media-cosine"} <= names
-    assert all("2603.14222" in s.paper for s in list_attacks(family="text-only"))
+    by_name = {s.name: s for s in list_attacks(family="text-only")}
+    assert all("2603.14222" in by_name[n].paper for n in ("umid", "umid-name-control", "umid-sequential"))
+    assert "umid-media-cosine" not in {s.name for s in list_attacks(family="contrastive")}  # not for mmia attack
     assert "umid" in {s.name for s in list_demo_steps()}
     ctx = DemoContext(out_dir=tmp_path, cache_dir=tmp_path / "cache", seed=0, quick=True)
     [(section, table)] = demo_step(clip_tb, ctx)

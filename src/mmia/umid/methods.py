@@ -50,7 +50,9 @@ def run_sequential(target, texts: list[str], config: SequentialConfig, cache=Non
     return sequential_scores(target, texts, config, cache=cache)
 
 
-@register_attack("umid-media-cosine", family="contrastive", target_kinds=("clip", "clap"), paper=CSA_PAPER,
+# family "text-only": it runs inside `mmia umid` as its biometric baseline (the per-pair CSA of
+# `mmia attack` is registered there as a "contrastive" attack with the attack runner's signature)
+@register_attack("umid-media-cosine", family="text-only", target_kinds=("clip", "clap"), paper=CSA_PAPER,
                  modalities=("image", "audio"))
 def run_media_cosine(target, captions: list[str], media: list[Path]) -> MethodScores:
     """Cosine-similarity attack (Ko et al., ICCV 2023) with the person's real media: biometric access."""
