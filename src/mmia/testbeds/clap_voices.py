@@ -66,6 +66,13 @@ def _clap_config(s: dict, vocab_size: int, tok):
 
 def build_clap_voices(out_dir: Path, *, seed: int = 0, quick: bool = False, **overrides) -> Testbed:
     """Build the testbed into `out_dir`; `overrides` change any size or training setting."""
+    from mmia.testbeds.vlm_train import one_thread
+
+    with one_thread():  # faster on shared cores and bit-reproducible; restored afterwards
+        return _build_clap_voices(out_dir, seed=seed, quick=quick, **overrides)
+
+
+def _build_clap_voices(out_dir: Path, *, seed: int, quick: bool, **overrides) -> Testbed:
     import soundfile as sf
     import torch
     from transformers import ClapFeatureExtractor, ClapModel, ClapProcessor
@@ -81,7 +88,6 @@ def build_clap_voices(out_dir: Path, *, seed: int = 0, quick: bool = False, **ov
     s.update(overrides)
     out = Path(out_dir)
     (out / "recordings").mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(1)
     n_total = s["n_members"] + s["n_calibration"] + s["n_eval_nonmembers"]
     names = person_names(n_total, stable_seed("clap-voices", seed, "names") % (2**31))
     members, calibration, eval_non = split_names(

@@ -84,6 +84,13 @@ def _clip_config(s: dict, vocab_size: int, tok):
 
 def build_clip_identities(out_dir: Path, *, seed: int = 0, quick: bool = False, **overrides) -> Testbed:
     """Build the testbed into `out_dir`; `overrides` change any size or training setting."""
+    from mmia.testbeds.vlm_train import one_thread
+
+    with one_thread():  # faster on shared cores and bit-reproducible; restored afterwards
+        return _build_clip_identities(out_dir, seed=seed, quick=quick, **overrides)
+
+
+def _build_clip_identities(out_dir: Path, *, seed: int, quick: bool, **overrides) -> Testbed:
     import torch
     from PIL import Image
     from transformers import CLIPImageProcessorPil, CLIPModel, CLIPProcessor
@@ -99,7 +106,6 @@ def build_clip_identities(out_dir: Path, *, seed: int = 0, quick: bool = False, 
     s.update(overrides)
     out = Path(out_dir)
     (out / "photos").mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(1)
     name_seed = stable_seed("clip-identities", seed, "names") % (2**31)
     n_total = s["n_members"] + s["n_calibration"] + s["n_eval_nonmembers"]
     names = person_names(n_total, name_seed)
