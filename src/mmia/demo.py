@@ -128,8 +128,10 @@ def run_demo(
     cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     t0 = time.perf_counter()
     failures: list[str] = []
+    timings: dict[str, float] = {}
     testbeds = build_all([s.name for s in list_testbeds() if s.in_demo], seed=seed, cache_dir=cache_root,
                          quick=quick, jobs=jobs, log=log, failures=failures)
+    timings["testbeds (build or reuse)"] = round(time.perf_counter() - t0, 1)
     steps = list_demo_steps()
     if not steps:
         log("no demo steps are registered yet: method families add themselves with "
@@ -165,7 +167,9 @@ def run_demo(
                     table.section = section.name
                     tables.append(table)
             if produced:
-                log(f"step {step.name} on {tb.name}: {len(produced)} section(s) in {time.perf_counter() - t:.1f} s")
+                took = time.perf_counter() - t
+                timings[f"{step.name} on {tb.name}"] = round(took, 1)
+                log(f"step {step.name} on {tb.name}: {len(produced)} section(s) in {took:.1f} s")
     result = RunResult(
         name="demo",
         command="demo",
@@ -177,6 +181,7 @@ def run_demo(
             "steps": [s.name for s in steps],
             "testbeds": {tb.name: _testbed_summary(tb) for tb in testbeds},
             "seconds": round(time.perf_counter() - t0, 1),
+            "seconds_by_part": timings,  # wall time of the builds and of each step that produced sections
         },
         notes=_notes(testbeds, steps),
     )
