@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,59 +36,96 @@ def _build_quietly(name: str, seed: int, cache_dir: str, quick: bool) -> str:
     return str(build_testbed(name, seed=seed, cache_dir=cache_dir, quick=quick).root)
 
 
-def build_all(names: list[str], *, seed: int, cache_dir: Path, quick: bool, jobs: int = 2, log=print,
-              failures: list[str] | None = None) -> list[Testbed]:
-    """Build (or reuse) testbeds; those not cached yet are built `jobs` at a time in worker processes.
+class TestbedBuilds:
+    """Build (or reuse) testbeds, yielding each as soon as it is ready.
 
-    Each build trains with one thread, so two builds use the two cores a small machine has. With
-    a `failures` list, a testbed whose build fails is reported there and left out; without one,
-    the error propagates.
+    Cached testbeds come first; the others are built `jobs` at a time in worker processes, the
+    costliest first (so the longest build does not start last), and are yielded as they finish,
+    so the demo's steps can run on one testbed while others still train. Each build trains with
+    one thread. With a `failures` list, a testbed whose build fails is reported there and left
+    out; without one, the error propagates.
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
-    root = Path(cache_dir)
-    specs = {s.name: s for s in list_testbeds()}
-    todo = [n for n in names if not is_cached(specs[n], seed=seed, cache_dir=root, quick=quick)]
-    parallel = len(todo) > 1 and jobs > 1
-    failed: set[str] = set()
+    def __init__(self, names: list[str], *, seed: int, cache_dir: Path, quick: bool, jobs: int = 2, log=print,
+                 failures: list[str] | None = None):
+        self.names, self.seed, self.root, self.quick = list(names), seed, Path(cache_dir), quick
+        self.jobs, self.log, self.failures = jobs, log, failures
+        self.pending = 0  # builds submitted and not finished (the demo gives its steps fewer threads meanwhile)
 
-    def fail(name: str, exc: Exception) -> None:
-        if failures is None:
+    def _fail(self, name: str, exc: Exception) -> None:
+        if self.failures is None:
             raise exc
         first = f"{exc.__class__.__name__}: {exc}".splitlines()[0]
-        failures.append(f"testbed {name}: {first}")
-        failed.add(name)
-        log(f"testbed {name} failed to build: {first}")
+        self.failures.append(f"testbed {name}: {first}")
+        self.log(f"testbed {name} failed to build: {first}")
 
-    t = time.perf_counter()
-    if parallel:
-        log(f"building {len(todo)} testbeds, {jobs} at a time: {', '.join(todo)}")
-        ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
-        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx) as pool:
-            futures = {n: pool.submit(_build_quietly, n, seed, str(root), quick) for n in todo}
-            for n, fut in futures.items():
-                try:
-                    fut.result()
-                except Exception as exc:
-                    fail(n, exc)
-                    continue
-                log(f"testbed {n}: built ({time.perf_counter() - t:.1f} s since start)")
-    out = []
-    for n in names:
-        if n in failed:
-            continue
-        t1 = time.perf_counter()
+    def _load(self, name: str) -> Testbed | None:
         try:
-            out.append(build_testbed(n, seed=seed, cache_dir=root, quick=quick))
+            return build_testbed(name, seed=self.seed, cache_dir=self.root, quick=self.quick)
         except Exception as exc:
-            fail(n, exc)
-            continue
-        if n in todo and not parallel:
-            log(f"testbed {n}: built in {time.perf_counter() - t1:.1f} s")
-        elif n not in todo:
-            log(f"testbed {n}: reused from the cache ({out[-1].root})")
-    return out
+            self._fail(name, exc)
+            return None
+
+    def __iter__(self):
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        specs = {s.name: s for s in list_testbeds()}
+        todo = [n for n in self.names if not is_cached(specs[n], seed=self.seed, cache_dir=self.root,
+                                                       quick=self.quick)]
+        for n in self.names:
+            if n not in todo and (tb := self._load(n)) is not None:
+                self.log(f"testbed {n}: reused from the cache ({tb.root})")
+                yield tb
+        todo.sort(key=lambda n: -specs[n].cost)
+        t = time.perf_counter()
+        if len(todo) <= 1 or self.jobs <= 1:
+            for n in todo:
+                t1 = time.perf_counter()
+                if (tb := self._load(n)) is not None:
+                    self.log(f"testbed {n}: built in {time.perf_counter() - t1:.1f} s")
+                    yield tb
+            return
+        self.log(f"building {len(todo)} testbeds, {self.jobs} at a time: {', '.join(todo)}")
+        ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
+        with ProcessPoolExecutor(max_workers=min(self.jobs, len(todo)), mp_context=ctx) as pool:
+            running = {pool.submit(_build_quietly, n, self.seed, str(self.root), self.quick): n for n in todo}
+            self.pending = len(running)
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in sorted(done, key=lambda f: todo.index(running[f])):
+                    n = running.pop(fut)
+                    self.pending = len(running)
+                    try:
+                        fut.result()
+                    except Exception as exc:
+                        self._fail(n, exc)
+                        continue
+                    self.log(f"testbed {n}: built ({time.perf_counter() - t:.1f} s since start)")
+                    if (tb := self._load(n)) is not None:
+                        yield tb
+
+
+def build_all(names: list[str], *, seed: int, cache_dir: Path, quick: bool, jobs: int = 2, log=print,
+              failures: list[str] | None = None) -> list[Testbed]:
+    """Every testbed of `names` that builds, in the order given (see TestbedBuilds)."""
+    built = {tb.name: tb for tb in TestbedBuilds(names, seed=seed, cache_dir=cache_dir, quick=quick, jobs=jobs,
+                                                  log=log, failures=failures)}
+    return [built[n] for n in names if n in built]
+
+
+@contextmanager
+def _threads_while_building(builds: TestbedBuilds):
+    """Steps run with one torch thread while builds still occupy the cores, then with the default."""
+    import torch
+
+    before = torch.get_num_threads()
+    if builds.pending:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -128,48 +166,63 @@ def run_demo(
     cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     t0 = time.perf_counter()
     failures: list[str] = []
-    timings: dict[str, float] = {}
-    testbeds = build_all([s.name for s in list_testbeds() if s.in_demo], seed=seed, cache_dir=cache_root,
-                         quick=quick, jobs=jobs, log=log, failures=failures)
-    timings["testbeds (build or reuse)"] = round(time.perf_counter() - t0, 1)
+    timings: dict[str, dict[str, float]] = {}
+    names = [s.name for s in list_testbeds() if s.in_demo]
+    builds = TestbedBuilds(names, seed=seed, cache_dir=cache_root, quick=quick, jobs=jobs, log=log,
+                           failures=failures)
     steps = list_demo_steps()
     if not steps:
         log("no demo steps are registered yet: method families add themselves with "
             "mmia.attacks.registry.register_demo_step; writing the testbeds' summary only")
     ctx = DemoContext(out_dir=out / "work", cache_dir=cache_root / "values", seed=seed, quick=quick)
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    by_testbed: dict[str, list[tuple[Section, ScoreTable | None]]] = {}
+    built: dict[str, Testbed] = {}
+    for tb in builds:  # steps run on each testbed as soon as it is ready, while the others still build
+        built[tb.name] = tb
+        produced_here = by_testbed.setdefault(tb.name, [])
+        for step in steps:
+            t, c = time.perf_counter(), time.process_time()
+            try:
+                with _threads_while_building(builds):
+                    produced = step.run(tb, ctx) or []
+            except Exception as exc:  # one broken step must not lose the others' results
+                first = f"{exc.__class__.__name__}: {exc}".splitlines()[0]
+                failures.append(f"{tb.name} · {step.name}: {first}")
+                log(f"step {step.name} failed on {tb.name}: {first}")
+                produced_here.append((Section(name=f"{tb.name} · {step.name}", command=step.name,
+                                              verdict="error", notes=first,
+                                              verdict_detail=traceback.format_exc(limit=3)), None))
+                continue
+            for section, _ in produced:
+                if not section.name.startswith(f"{tb.name}/"):
+                    section.name = f"{tb.name}/{section.name}"
+                section.command = section.command or step.name
+            produced_here.extend(produced)
+            if produced:
+                took = time.perf_counter() - t
+                # CPU time too (this process): on a shared machine it says what a step costs
+                timings[f"{step.name} on {tb.name}"] = {"wall": round(took, 1),
+                                                        "cpu": round(time.process_time() - c, 1)}
+                log(f"step {step.name} on {tb.name}: {len(produced)} section(s) in {took:.1f} s "
+                    f"({time.process_time() - c:.1f} s CPU)")
+    timings["total"] = {"wall": round(time.perf_counter() - t0, 1)}
+    testbeds = [built[n] for n in names if n in built]
     sections: list[Section] = []
     tables: list[ScoreTable] = []
     taken: set[str] = set()
     for failure in failures:  # testbeds that did not build: listed, never silently dropped
-        name, _, why = failure.partition(": ")
-        sections.append(Section(name=_unique(f"{name.removeprefix('testbed ')} · build", taken), verdict="error",
-                                notes=why))
-    for tb in testbeds:
-        for step in steps:
-            t = time.perf_counter()
-            try:
-                produced = step.run(tb, ctx) or []
-            except Exception as exc:  # one broken step must not lose the others' results
-                name = _unique(f"{tb.name} · {step.name}", taken)
-                first = f"{exc.__class__.__name__}: {exc}".splitlines()[0]
-                failures.append(f"{name}: {first}")
-                log(f"step {step.name} failed on {tb.name}: {first}")
-                sections.append(Section(name=name, command=step.name, verdict="error", notes=first,
-                                        verdict_detail=traceback.format_exc(limit=3)))
-                continue
-            for section, table in produced:
-                base = section.name if section.name.startswith(f"{tb.name}/") else f"{tb.name}/{section.name}"
-                section.name = _unique(base, taken)
-                section.command = section.command or step.name
-                sections.append(section)
-                if table is not None:
-                    table.section = section.name
-                    tables.append(table)
-            if produced:
-                took = time.perf_counter() - t
-                timings[f"{step.name} on {tb.name}"] = round(took, 1)
-                log(f"step {step.name} on {tb.name}: {len(produced)} section(s) in {took:.1f} s")
+        if failure.startswith("testbed "):
+            name, _, why = failure.partition(": ")
+            sections.append(Section(name=_unique(f"{name.removeprefix('testbed ')} · build", taken),
+                                    verdict="error", notes=why))
+    for tb in testbeds:  # a fixed order, whichever testbed finished building first
+        for section, table in by_testbed[tb.name]:
+            section.name = _unique(section.name, taken)
+            sections.append(section)
+            if table is not None:
+                table.section = section.name
+                tables.append(table)
     result = RunResult(
         name="demo",
         command="demo",
@@ -181,7 +234,7 @@ def run_demo(
             "steps": [s.name for s in steps],
             "testbeds": {tb.name: _testbed_summary(tb) for tb in testbeds},
             "seconds": round(time.perf_counter() - t0, 1),
-            "seconds_by_part": timings,  # wall time of the builds and of each step that produced sections
+            "seconds_by_part": timings,  # wall (and CPU) seconds of each step that produced sections
         },
         notes=_notes(testbeds, steps),
     )

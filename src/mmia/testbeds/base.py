@@ -71,14 +71,16 @@ class TestbedSpec:
     build: object  # Callable[[Path], Testbed] with keyword-only seed and quick
     in_demo: bool = True
     version: str = "1"  # part of the cache key: bump when the builder's output changes
+    cost: float = 1.0  # rough build CPU seconds; the demo starts the costliest builds first
 
 
 _TESTBEDS: dict[str, TestbedSpec] = {}
 
 
-def register_testbed(name: str, *, summary: str, in_demo: bool = True, version: str = "1"):
+def register_testbed(name: str, *, summary: str, in_demo: bool = True, version: str = "1", cost: float = 1.0):
     def deco(fn):
-        _TESTBEDS[name] = TestbedSpec(name=name, summary=summary, build=fn, in_demo=in_demo, version=version)
+        _TESTBEDS[name] = TestbedSpec(name=name, summary=summary, build=fn, in_demo=in_demo, version=version,
+                                      cost=cost)
         return fn
 
     return deco

@@ -204,6 +204,7 @@ def _build_clap_voices(out_dir: Path, *, seed: int, quick: bool, **overrides) ->
     return Testbed.from_dir(out)
 
 
-@register_testbed("clap-voices", summary="small ClapModel trained on recordings of named synthetic voices")
+@register_testbed("clap-voices", summary="small ClapModel trained on recordings of named synthetic voices",
+                  cost=110)
 def _build(out_dir: Path, *, seed: int = 0, quick: bool = False) -> Testbed:
     return build_clap_voices(out_dir, seed=seed, quick=quick)

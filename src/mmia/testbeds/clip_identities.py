@@ -230,6 +230,7 @@ def _pooled(x):
     return x if hasattr(x, "shape") else x.pooler_output
 
 
-@register_testbed("clip-identities", summary="small CLIPModel trained on photos of named synthetic people")
+@register_testbed("clip-identities", summary="small CLIPModel trained on photos of named synthetic people",
+                  cost=50)
 def _build(out_dir: Path, *, seed: int = 0, quick: bool = False) -> Testbed:
     return build_clip_identities(out_dir, seed=seed, quick=quick)

@@ -19,7 +19,7 @@ QUICK_SIZES = {"image": 40, "video": 10}
 
 
 @register_testbed("scenes", summary="synthetic scenes (image and frame sequences), matched and shifted splits, "
-                  "no model", version=VERSION)
+                  "no model", version=VERSION, cost=15)
 def build_scenes(out_dir: Path, *, seed: int = 0, quick: bool = False, image_size: int = 64) -> Testbed:
     """Write the four splits (matched, shifted; image and video) and manifest.json into `out_dir`."""
     out_dir = Path(out_dir)

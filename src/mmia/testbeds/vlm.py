@@ -193,6 +193,6 @@ def build_vlm(out_dir: Path, *, seed: int = 0, quick: bool = False, settings: Vl
 
 
 @register_testbed("vlm", summary="small LLaVA (CLIP tower + Llama LM) fine-tuned on known member scenes, "
-                  "with its base model", version=VERSION)
+                  "with its base model", version=VERSION, cost=220)
 def _build(out_dir: Path, *, seed: int = 0, quick: bool = False) -> Testbed:
     return build_vlm(out_dir, seed=seed, quick=quick)
