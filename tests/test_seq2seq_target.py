@@ -46,18 +46,18 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def audio_data(tmp_path_factory):
-    """Eight labelled caption rows of the audio testbed's kind, with a text row of no prompt."""
+    """Sixteen labelled caption rows of the audio testbed's kind, the last a text row (no prompt)."""
     import soundfile as sf
 
     from mmia.testbeds.audio_captions import SR, make_clip, render_clip
 
     root = tmp_path_factory.mktemp("audio")
     rows = []
-    for i in range(8):
+    for i in range(16):
         c = make_clip(0, "seq2seq-test", i)
         sf.write(root / f"{i}.wav", render_clip(c)[: SR // 2 + 800 * i], SR)  # unequal lengths
         row = {"id": c.id, "audio": f"{i}.wav", "label": i % 2}
-        if i == 7:
+        if i == 15:
             row["text"] = c.answer
         else:
             row["prompt"], row["answer"] = c.prompt, c.answer
@@ -147,13 +147,13 @@ def test_cli_attack_writes_results(models, audio_data, tmp_path):
                                    "--out", str(out), "--cache", str(tmp_path / "c"), "--batch-size", "3"])
     assert res.exit_code == 0, res.output
     r = json.loads((out / "results.json").read_text())
-    assert r["settings"]["target_kind"] == "audio-lm" and r["dataset"]["n_members"] == 4
+    assert r["settings"]["target_kind"] == "audio-lm" and r["dataset"]["n_members"] == 8
     names = {a["name"] for a in r["attacks"]}
     assert {"loss", "zlib", "lowercase", "min_k", "min_k_pp", "max_prob_gap@answer", "mod_renyi_a1@answer"} <= names
     assert not any(n.endswith("@audio") for n in names)  # no decoder position holds the audio
     for a in r["attacks"]:
         assert 0 <= a["auc"] <= 1 and len(a["auc_ci95"]) == 2
-    assert r["settings"]["engine"]["target"]["computed"] == 8
+    assert r["settings"]["engine"]["target"]["computed"] == 16
 
 
 def test_sample_without_audio_is_a_clear_error(models, tmp_path, capsys, monkeypatch):
@@ -202,3 +202,22 @@ def test_reference_with_another_tokenizer_compares_own_losses(models, audio_data
                           cache_dir=tmp_path / "c")
     np.testing.assert_allclose(table.columns["loss"], -losses["target"], atol=1e-5)
     np.testing.assert_allclose(table.columns["reference"], -(losses["target"] / losses["other_tok"]), atol=1e-5)
+
+
+def test_fimmia_demo_step_compares_with_the_best_score_attack_on_audio(models, audio_data, tmp_path):
+    """FiMMIA's testbed run on an audio (Whisper-style) testbed now has its score-attack baseline,
+    computed by the engine on the same evaluation samples."""
+    from mmia.fimmia.register import run_on_testbed
+    from mmia.testbeds.base import DemoContext, Testbed
+
+    rows = [json.loads(line) for line in audio_data.read_text().splitlines()][:12]  # rows with an answer
+    for r in rows:
+        r["audio"] = str(audio_data.parent / r["audio"])
+    (tmp_path / "matched.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tb = Testbed(name="tiny-audio", root=tmp_path, target_kind="audio-lm", modalities=("audio", "text"),
+                 splits={"matched": tmp_path / "matched.jsonl"}, targets={"target": models["target"]})
+    [(section, table)] = run_on_testbed(tb, DemoContext(out_dir=tmp_path / "o", cache_dir=tmp_path / "c",
+                                                        quick=True), k=2)
+    best = [a for a in section.attacks if a.name.startswith("best score attack")]
+    assert len(best) == 1 and 0 <= best[0].auc <= 1
+    assert len(table.columns[best[0].name]) == len(table.ids) == 6
