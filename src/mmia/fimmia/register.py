@@ -88,9 +88,7 @@ def run_on_testbed(testbed, ctx, k: int = 24) -> list:
                 ds, target, base=base, cfg=cfg, train_cfg=train_cfg, cache=cache, name=name
             )
             eval_ds = ds.subset([i for i, s in enumerate(ds.samples) if s.id in set(info["eval_ids"])])
-            best, col = None, None
-            if testbed.target_kind == "vlm":  # the score attacks' engine has no Whisper-style adapter
-                best, col = _best_score_attack(eval_ds, testbed, cache, ctx.seed)
+            best, col = _best_score_attack(eval_ds, testbed, cache, ctx.seed)
             if best is not None:
                 by_id = dict(zip(eval_ds.ids, col, strict=True))
                 scores = [by_id[i] for i in table.ids]

@@ -15,7 +15,10 @@ _VLM_TYPES = {"llava", "llava_next", "llava_onevision", "qwen2_vl", "qwen2_5_vl"
 
 
 def detect_kind(path: str | Path) -> str:
-    """The target kind from config.json: 'causal-lm', 'vlm', 'audio-lm', 'clip' or 'clap'."""
+    """The target kind from config.json: 'causal-lm', 'vlm', 'audio-lm', 'clip' or 'clap'.
+
+    'audio-lm' covers audio-language decoders (Qwen2-Audio) and audio encoder-decoders (Whisper).
+    """
     path = Path(path)
     cfg_path = path / "config.json"
     if not cfg_path.exists():
@@ -28,6 +31,10 @@ def detect_kind(path: str | Path) -> str:
     if mtype == "clap" or "ClapModel" in archs:
         return "clap"
     if mtype in _AUDIO_TYPES or ("audio_config" in cfg and "text_config" in cfg):
+        return "audio-lm"
+    from mmia.targets.seq2seq import speech_seq2seq_config
+
+    if speech_seq2seq_config(cfg, path):  # Whisper-style encoder-decoder; before the causal-LM fallback
         return "audio-lm"
     if mtype in _VLM_TYPES or ("vision_config" in cfg and "text_config" in cfg):
         return "vlm"
@@ -104,8 +111,11 @@ def _load(path, kind, device, dtype):
         return VisionLanguageTarget(path, model, tok, fingerprint, device, torch_dtype, image_processor=ip)
     if kind == "audio-lm":
         from mmia.targets.generative import AudioLanguageTarget
+        from mmia.targets.seq2seq import load_speech_seq2seq, speech_seq2seq_config
 
         cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        if speech_seq2seq_config(cfg, path):
+            return load_speech_seq2seq(path, model_of(tf.AutoModelForSpeechSeq2Seq), fingerprint, device, torch_dtype)
         arch = (cfg.get("architectures") or [""])[0]
         cls = getattr(tf, arch, None) if arch.endswith("ForConditionalGeneration") else None
         if cls is None:

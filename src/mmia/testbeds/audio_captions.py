@@ -364,8 +364,8 @@ def build_audio(out_dir: Path, *, seed: int = 0, quick: bool = False, settings: 
     return Testbed.from_dir(out_dir)
 
 
-# Not in `mmia demo` (yet): the score attacks' engine has no Whisper adapter, and its kind
-# detection would take this model for a causal LM. `mmia testbed audio --out DIR` builds it.
+# Not in `mmia demo` (its full build takes minutes of CPU); `mmia testbed audio --out DIR` builds it,
+# and `mmia attack` and `mmia fimmia` read it (mmia.targets.seq2seq is the attack engine's adapter).
 @register_testbed(
     "audio",
     summary="small Whisper-style encoder-decoder fine-tuned to describe synthetic sounds, with its base model",
