@@ -92,3 +92,12 @@ def test_loss_only_ablation_has_no_text_branch():
     fs = _planted(seed=1)
     fs.text = None
     assert model.score(fs).shape == (120,)
+
+
+def test_too_few_samples_for_a_validation_part_is_a_clear_input_error():
+    from mmia.errors import InputError
+
+    tiny = _planted(n=3)  # two non-members, one member: the member cannot also sit in the validation part
+    with pytest.raises(InputError, match="at least 2 member and 2 non-member"):
+        train_attack(tiny, train=TrainConfig(max_epochs=2))
+    train_attack(_planted(n=4), train=TrainConfig(max_epochs=2))  # two of each: trains

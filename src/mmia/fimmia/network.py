@@ -204,6 +204,12 @@ def train_attack(
         raise ValueError("training needs both members and non-members")
     train = train or TrainConfig()
     fit_idx, val_idx = split_by_sample(features.ids, features.labels, train.val_fraction, train.seed, "fimmia-val")
+    if len(val_idx) == 0 or len(np.unique(features.labels[val_idx])) < 2:
+        from mmia.errors import InputError
+
+        n = len(set(features.ids))
+        raise InputError(f"training needs at least 2 member and 2 non-member samples (one of each is held out for "
+                         f"early stopping; val_fraction {train.val_fraction}), got {n} samples")
     fit, y_fit = _rows(features, fit_idx)
     val, y_val = _rows(features, val_idx)
     use_text = use_text and features.text is not None
