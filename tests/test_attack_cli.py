@@ -70,6 +70,10 @@ def test_skip_bad_lists_media_that_fail_to_decode(tiny_dir, tmp_path):  # noqa: 
         run_attack(ds, tiny_dir("llava"), attacks=["loss"], cache_dir=tmp_path / "c")
     res, table = run_attack(ds, tiny_dir("llava"), attacks=["loss"], cache_dir=tmp_path / "c", skip_bad=True)
     assert [s["id"] for s in res.skipped] == ["s2"] and "s2" not in table.ids and len(table.ids) == 5
+    # the counts describe the rows evaluated, not the file
+    assert res.dataset.n_samples == 5 and res.dataset.n_skipped == 1
+    assert res.dataset.n_members + res.dataset.n_nonmembers == 5
+    assert res.dataset.n_members == int(sum(table.labels))
 
 
 def test_demo_step_scores_only_the_matched_split(tiny_dir, tmp_path):  # noqa: F811

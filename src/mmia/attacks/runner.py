@@ -189,6 +189,18 @@ def score_samples(
     )
 
 
+def _scored_info(dataset, scored: Scored) -> DatasetInfo:
+    """The dataset's counts as evaluated: rows the engine skipped (bad media) are not members or non-members."""
+    info = DatasetInfo.of(dataset)
+    if scored.skipped:
+        info.n_samples = len(scored.ids)
+        info.n_skipped += len(scored.skipped)
+        if scored.labels is not None:
+            info.n_members = int((scored.labels == 1).sum())
+            info.n_nonmembers = int((scored.labels == 0).sum())
+    return info
+
+
 def evaluate_scored(scored: Scored, seed: int = 0) -> tuple[list[AttackEntry], ScoreTable]:
     """One results entry per score column (NaN where a sample lacks the slice: those are left out
     of that column's metrics and counted in its notes), and the per-sample score table."""
@@ -258,7 +270,7 @@ def run_attack(
     result = RunResult(
         name="attack",
         command="attack",
-        dataset=DatasetInfo.of(dataset),
+        dataset=_scored_info(dataset, scored),
         target=str(target_dir),
         reference=str(reference_dir) if reference_dir is not None else None,
         attacks=entries,
