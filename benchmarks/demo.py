@@ -73,6 +73,19 @@ def run_once(args: list[str]) -> tuple[float, int, int, float]:
     return wall, peak[0], proc.returncode, _children_cpu() - cpu0
 
 
+def _print_parts(results: Path) -> None:
+    """Where the first run's time went (the demo records each step's wall and CPU seconds)."""
+    import json
+
+    if not results.exists():
+        return
+    parts = json.loads(results.read_text())["settings"].get("seconds_by_part", {})
+    print("first run by part (wall s / CPU s of the demo's process; builds run in worker processes):")
+    for name, t in parts.items():
+        cpu = f"{t['cpu']:8.1f}" if "cpu" in t else " " * 8
+        print(f"  {name:<32} {t['wall']:8.1f} {cpu}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="miniature testbeds (smoke test)")
@@ -108,6 +121,7 @@ def main() -> int:
         print(f"{name:<{width}}  {value:>10}  {target:>9}  {flag}")
     if first[2] or cached[2]:
         print(f"demo exit status: first {first[2]}, cached {cached[2]}")
+    _print_parts(work / "first" / "results.json")
     print(f"outputs and cache in {work}")
     return 0 if not (first[2] or cached[2]) else 1
 
