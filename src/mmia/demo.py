@@ -40,7 +40,7 @@ class TestbedBuilds:
     """Build (or reuse) testbeds, yielding each as soon as it is ready.
 
     Cached testbeds come first; the others are built `jobs` at a time in worker processes, the
-    costliest first (so the longest build does not start last), and are yielded as they finish,
+    costliest first and then the cheapest first, and are yielded as they finish,
     so the demo's steps can run on one testbed while others still train. Each build trains with
     one thread. With a `failures` list, a testbed whose build fails is reported there and left
     out; without one, the error propagates.
@@ -77,7 +77,11 @@ class TestbedBuilds:
             if n not in todo and (tb := self._load(n)) is not None:
                 self.log(f"testbed {n}: reused from the cache ({tb.root})")
                 yield tb
-        todo.sort(key=lambda n: -specs[n].cost)
+        # The costliest build first (it is the critical path: its steps wait for it), then the
+        # others cheapest first, so the demo's steps start on them while the long one trains.
+        todo.sort(key=lambda n: specs[n].cost)
+        if todo:
+            todo.insert(0, todo.pop())
         t = time.perf_counter()
         if len(todo) <= 1 or self.jobs <= 1:
             for n in todo:
