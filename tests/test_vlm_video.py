@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from tiny_models import tiny_dir  # noqa: F401  (fixture)
 from typer.testing import CliRunner
 
 from mmia.cli import app
@@ -155,3 +156,27 @@ def test_fimmia_train_and_score_held_out(vv, tmp_path, monkeypatch):
     assert result["dataset"]["n_samples"] == len(held) and result["attacks"][0]["name"] == "fimmia"
     a = pd.read_parquet(tmp_path / "s" / "scores.parquet").set_index("id").sort_index()
     np.testing.assert_allclose(a["fimmia"], held.set_index("id").sort_index()["fimmia"])
+
+
+@pytest.mark.parametrize("name", ["llava", "qwen2vl"])
+def test_vlm_adapters_read_video_rows_frame_by_frame(tiny_dir, tmp_path, name):  # noqa: F811
+    """Each frame of a video row takes what one image takes, with or without a usable processor
+    (Qwen2-VL's placeholders are expanded here, one per frame)."""
+    from PIL import Image
+
+    from mmia.data.schema import Sample
+    from mmia.targets import load_target
+    from mmia.targets.base import IMAGE
+
+    rng = np.random.default_rng(0)
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    for t in range(3):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(clip / f"f{t}.png")
+    target = load_target(tiny_dir(name))
+    one = target.encode(Sample(id="i", row=1, prompt="describe", answer="a red circle", image=clip / "f0.png"))
+    three = target.encode(Sample(id="v", row=2, prompt="describe", answer="a red circle", video=clip))
+    n_image = int((one.codes == IMAGE).sum())
+    assert n_image > 0 and int((three.codes == IMAGE).sum()) == 3 * n_image
+    stats = target.token_stats([one, three])
+    assert all(np.isfinite(s["logp"]).all() for s in stats)
