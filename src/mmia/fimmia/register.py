@@ -57,8 +57,9 @@ def fimmia_demo_step(testbed, ctx) -> list:
     return run_on_testbed(testbed, ctx, k=8 if ctx.quick else DEMO_K)
 
 
-def run_on_testbed(testbed, ctx, k: int = 24) -> list:
-    """Both protocols on the testbed's matched split (half trains, the disjoint half is reported)."""
+def run_on_testbed(testbed, ctx, k: int = 24, two_model: bool = True) -> list:
+    """Both protocols on the testbed's matched split (half trains, the disjoint half is reported);
+    `two_model=False`: the labelled protocol only."""
     if testbed.target_kind not in ("vlm", "audio-lm") or "target" not in testbed.targets:
         return []
     if "matched" not in testbed.splits:
@@ -80,7 +81,7 @@ def run_on_testbed(testbed, ctx, k: int = 24) -> list:
     out = []
     with Cache(ctx.cache_dir) as cache:
         protocols = [("labelled", None)]
-        if "base" in testbed.targets:
+        if two_model and "base" in testbed.targets:
             protocols.append(("two-model", testbed.targets["base"]))
         for label, base in protocols:
             name = f"{testbed.name}/matched: FiMMIA ({label})"
