@@ -4,7 +4,7 @@ Trains on half of the matched split (protocol (a) labelled, and (b) two-model wh
 has a base model), reports on the disjoint other half, with the ablation (loss / +text / +media)
 and the best score attack on the same held-out samples.
 
-    PYTHONPATH=src python benchmarks/fimmia_eval.py TESTBED_DIR --out DIR [--k 24]
+    PYTHONPATH=src python benchmarks/fimmia_eval.py TESTBED_DIR --out DIR [--k 24] [--labelled-only]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--k", type=int, default=24, help="neighbours per sample")
     ap.add_argument("--quick", action="store_true", help="short training")
+    ap.add_argument("--labelled-only", action="store_true", help="skip the two-model protocol")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -34,7 +35,7 @@ def main() -> None:
     tb = Testbed.from_dir(args.testbed)
     ctx = DemoContext(out_dir=args.out, cache_dir=args.cache or args.out / "cache", seed=args.seed, quick=args.quick)
     t0 = time.perf_counter()
-    parts = run_on_testbed(tb, ctx, k=args.k)
+    parts = run_on_testbed(tb, ctx, k=args.k, two_model=not args.labelled_only)
     result = RunResult(
         name="fimmia-eval",
         command="fimmia eval",

@@ -129,11 +129,15 @@ def score_cmd(
     device: str = typer.Option("auto", "--device", help="cpu, cuda, ... (auto: CUDA when present)."),
     cache_dir: Path = typer.Option(None, "--cache", "--cache-dir", help="Value cache (default: the user cache)."),
     skip_bad: bool = typer.Option(False, "--skip-bad"),
+    skip_trained: bool = typer.Option(
+        False, "--skip-trained", help="Leave out the samples the attack trained on (default: refuse the file)."
+    ),
 ):
     """Score samples with a trained FiMMIA attack model; writes results.json, scores.parquet, report."""
     from mmia.fimmia import api
 
-    result = api.score(data, target, attack_model, out, cache_dir=cache_dir, skip_bad=skip_bad, batch_size=batch_size)
+    result = api.score(data, target, attack_model, out, cache_dir=cache_dir, skip_bad=skip_bad, batch_size=batch_size,
+                       device=None if device == "auto" else device, skip_trained=skip_trained)
     if result.attacks:
         _print(result)
     typer.echo(f"results: {out / 'results.json'}")

@@ -182,8 +182,10 @@ def score(
     skip_bad: bool = False,
     batch_size: int | None = None,
     device: str | None = None,
+    skip_trained: bool = False,
 ) -> RunResult:
-    """Score DATA with a saved attack model; samples it was trained on are refused."""
+    """Score DATA with a saved attack model; samples it was trained on are refused, or with
+    `skip_trained` left out (so the file `train --holdout` split scores as its held-out part)."""
     model = FimmiaModel.load(attack_model)
     cfg = FimmiaConfig(**model.settings["fimmia"])
     if batch_size:
@@ -191,10 +193,15 @@ def score(
     cfg = cfg.model_copy(update={"device": device})  # where to run is not part of the attack
     ds = load_dataset(data, skip_bad=skip_bad)
     overlap = set(model.train_ids) & set(ds.ids)
-    if overlap:
+    if overlap and skip_trained:
+        ds = ds.subset([i for i, s in enumerate(ds.samples) if s.id not in overlap])
+        if not len(ds):
+            raise InputError("every sample in this file trained the attack model: nothing left to score", data)
+    elif overlap:
         raise InputError(
             f"{len(overlap)} sample(s) in this file trained the attack model (first: {sorted(overlap)[0]}); "
-            "scoring them would report training accuracy, not membership evidence: remove them",
+            "scoring them would report training accuracy, not membership evidence: remove them "
+            "(or pass --skip-trained to leave them out)",
             data,
         )
     return evaluate(model, ds, target, cfg, _cache(cache_dir), out)

@@ -75,8 +75,9 @@ def balanced_subset(ds, n: int, seed: int):
     return ds.subset(sorted(keep))
 
 
-def run_on_testbed(testbed, ctx, k: int = 24, max_samples: int | None = None) -> list:
-    """Both protocols on the testbed's matched split (half trains, the disjoint half is reported)."""
+def run_on_testbed(testbed, ctx, k: int = 24, max_samples: int | None = None, two_model: bool = True) -> list:
+    """Both protocols on the testbed's matched split (half trains, the disjoint half is reported);
+    `two_model=False`: the labelled protocol only; `max_samples`: a balanced subset of the split."""
     if testbed.target_kind not in ("vlm", "audio-lm") or "target" not in testbed.targets:
         return []
     if "matched" not in testbed.splits:
@@ -103,7 +104,7 @@ def run_on_testbed(testbed, ctx, k: int = 24, max_samples: int | None = None) ->
     out = []
     with Cache(ctx.cache_dir) as cache:
         protocols = [("labelled", None)]
-        if "base" in testbed.targets:
+        if two_model and "base" in testbed.targets:
             protocols.append(("two-model", testbed.targets["base"]))
         for label, base in protocols:
             name = f"{testbed.name}/matched: FiMMIA ({label})"

@@ -6,6 +6,9 @@ placeholders expand exactly as in training; each token gets a slice code (image,
 prompt, answer, other); a padded batch goes through the model once and its logits are reduced
 to per-token statistics (`mmia.targets.token_stats`).
 
+A video row goes to a vision-language model as its frames, each one image (at most
+`max_frames`, evenly spaced), the way LLaVA-style models read several images.
+
 The prompt/answer boundary is found without trusting character offsets: the prompt alone is
 tokenised, its media placeholders are expanded to the counts seen in the full sequence, and the
 answer starts where the two token sequences first differ.
@@ -65,6 +68,11 @@ class _Generative:
     def _load_media(self, ref):
         return None
 
+    def _media_of(self, sample):
+        """(decoded media or None, how many media placeholders it takes)."""
+        ref = getattr(sample, self.media_field) if self.media_field else None
+        return (self._load_media(ref), 1) if ref is not None else (None, 0)
+
     # -- the shared path ---------------------------------------------------------------------
     def _max_positions(self) -> int | None:
         cfg = self.model.config
@@ -94,17 +102,17 @@ class _Generative:
 
     _SENTINEL = "\x00mmia-answer\x00"
 
-    def _chat(self, prompt: str, answer: str, with_media: bool):
+    def _chat(self, prompt: str, answer: str, n_media: int):
         """(prompt part, full text, full text up to the answer's end) in the model's own
         conversation format, or None if it has none.
 
         The template is rendered once per distinct prompt, with a sentinel in the answer's
         place, and the answer is spliced in (templates copy message text verbatim).
         """
-        key = (prompt, with_media)
+        key = (prompt, n_media)
         memo = self.__dict__.setdefault("_chat_memo", {})
         if key not in memo:
-            memo[key] = self._render_chat(prompt, with_media)
+            memo[key] = self._render_chat(prompt, n_media)
             if len(memo) > 4096:  # prompts that never repeat: keep the memo small
                 memo.pop(next(iter(memo)))
         parts = memo[key]
@@ -114,7 +122,7 @@ class _Generative:
         full = before + answer + after
         return head, full, before + answer
 
-    def _render_chat(self, prompt: str, with_media: bool):
+    def _render_chat(self, prompt: str, n_media: int):
         owner = self._chat_owner()
         if owner is None:
             return None
@@ -123,7 +131,7 @@ class _Generative:
             user = {"role": "user", "content": prompt}
             bot = {"role": "assistant", "content": answer}
         else:
-            parts = ([{"type": self.media_field}] if with_media else []) + [{"type": "text", "text": prompt}]
+            parts = [{"type": self.media_field}] * n_media + [{"type": "text", "text": prompt}]
             user = {"role": "user", "content": parts}
             bot = {"role": "assistant", "content": [{"type": "text", "text": answer}]}
         try:
@@ -145,13 +153,12 @@ class _Generative:
         t = transform or (lambda s: s)
         has_prompt = sample.prompt is not None
         answer = t(sample.answer if has_prompt else (sample.text or ""))
-        media_ref = getattr(sample, self.media_field) if self.media_field else None
-        media = self._load_media(media_ref) if media_ref is not None else None
+        media, n_media = self._media_of(sample)
         if has_prompt:
-            chat = self._chat(t(sample.prompt), answer, media is not None)
+            chat = self._chat(t(sample.prompt), answer, n_media)
             if chat is not None:
                 return chat[0], chat[1], media, chat[2]
-        prefix = self.placeholder if media is not None else ""
+        prefix = self.placeholder * n_media
         prompt_part, full = _joined(prefix + (t(sample.prompt) if has_prompt else ""), answer, has_prompt)
         return prompt_part, full, media, full
 
@@ -287,12 +294,14 @@ class VisionLanguageTarget(_Generative):
 
     When the saved processor cannot be built here (Qwen2-VL's needs torchvision for its video
     part), the image processor and tokenizer are used directly and the image placeholder is
-    expanded by the model's rule (patches / merge_size^2).
+    expanded by the model's rule (patches / merge_size^2). A video row is read as up to
+    `max_frames` evenly spaced frames, each an image (a list of images is its decoded media).
     """
 
     kind = "vlm"
     media_field = "image"
     media_code = IMAGE
+    max_frames = 8
 
     def __init__(self, path, model, tokenizer, fingerprint, device, dtype, processor=None, image_processor=None):
         super().__init__(path, model, tokenizer, fingerprint, device, dtype)
@@ -318,11 +327,26 @@ class VisionLanguageTarget(_Generative):
 
         return Image.fromarray(load_image(ref))
 
+    def _media_of(self, sample):
+        if sample.image is None and sample.video is not None:
+            from PIL import Image
+
+            from mmia.data.media import load_video
+
+            frames = [Image.fromarray(f) for f in load_video(sample.video, max_frames=self.max_frames)]
+            return frames, len(frames)
+        return super()._media_of(sample)
+
+    def format_tag(self) -> str:
+        # How video rows are read is part of the format (cached statistics of a video row depend on it).
+        return f"{super().format_tag()}:f{self.max_frames}"
+
     def _tokenize_batch(self, texts, medias):
         """One processor call for the batch when every sample has an image (or none does) and the
         processor's media tensors have one row per sample (LLaVA); else sample by sample."""
         with_media = [m is not None for m in medias]
-        if self.processor is None or len(texts) < 2 or len(set(with_media)) > 1:
+        clips = any(isinstance(m, list) for m in medias)  # several images per row: one call per row
+        if self.processor is None or len(texts) < 2 or len(set(with_media)) > 1 or clips:
             return super()._tokenize_batch(texts, medias)
         kw = {"images": list(medias)} if with_media[0] else {}
         enc = self.processor(text=list(texts), return_tensors="pt", padding=True, **kw)
@@ -340,8 +364,9 @@ class VisionLanguageTarget(_Generative):
         return out
 
     def _tokenize(self, text, media):
+        images = media if isinstance(media, list) else [media]
         if self.processor is not None:
-            kw = {"images": [media]} if media is not None else {}
+            kw = {"images": images} if media is not None else {}
             enc = self.processor(text=[text], return_tensors="pt", **kw)
             ids = enc["input_ids"][0].tolist()
             extras = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
@@ -351,10 +376,12 @@ class VisionLanguageTarget(_Generative):
             return ids, extras, token_extras
         extras = {}
         if media is not None:
-            extras = dict(self.image_processor(images=[media], return_tensors="pt"))
+            extras = dict(self.image_processor(images=images, return_tensors="pt"))
             merge = getattr(self.image_processor, "merge_size", 1) or 1
-            n = int(extras["image_grid_thw"][0].prod()) // (merge * merge)
-            text = text.replace(self.image_token, self.image_token * n, 1)
+            # Each image's placeholder, in order, becomes as many tokens as that image has patches.
+            pieces = text.split(self.image_token, len(images))
+            counts = [int(thw.prod()) // (merge * merge) for thw in extras["image_grid_thw"]]
+            text = pieces[0] + "".join(self.image_token * n + rest for n, rest in zip(counts, pieces[1:], strict=False))
         ids = self.tokenizer(text).input_ids
         mm = (np.asarray(ids) == self.media_token_id).astype(np.int64)
         return list(ids), extras, {"mm_token_type_ids": mm}

@@ -58,6 +58,7 @@ class DemoContext:
 TESTBED_MODULES: list[str] = [
     "mmia.testbeds.scenes_testbed",
     "mmia.testbeds.vlm",
+    "mmia.testbeds.vlm_video",
     "mmia.testbeds.audio_captions",
     "mmia.testbeds.clip_identities",
     "mmia.testbeds.clap_voices",

@@ -549,13 +549,13 @@ def _write_png(arr: np.ndarray, path: Path) -> None:
     Image.fromarray(arr).save(path, format="PNG", optimize=False, compress_level=6)
 
 
-def write_media(rec: SceneRecord, media_dir: Path, image_size: int, video: bool) -> str:
+def write_media(rec: SceneRecord, media_dir: Path, image_size: int, video: bool, n_frames: int = N_FRAMES) -> str:
     """Write a record's image (or frame folder) under `media_dir`; returns the path relative to its parent."""
     if video:
         folder = media_dir / rec.id
-        if not (folder / f"frame_{N_FRAMES - 1:02d}.png").exists():
+        if not (folder / f"frame_{n_frames - 1:02d}.png").exists():
             folder.mkdir(parents=True, exist_ok=True)
-            for t, frame in enumerate(render_scene(rec.scene, image_size, N_FRAMES)):
+            for t, frame in enumerate(render_scene(rec.scene, image_size, n_frames)):
                 _write_png(frame, folder / f"frame_{t:02d}.png")
         return f"{media_dir.name}/{rec.id}"
     path = media_dir / f"{rec.id}.png"
@@ -586,12 +586,14 @@ def write_scenes_split(
     seed: int,
     image_size: int = 64,
     video: bool = False,
+    n_frames: int = N_FRAMES,
 ) -> Path:
     """Write one member/non-member split as `<split>.jsonl` (or `<split>_video.jsonl`) plus media.
 
     Columns: id, image (or video: a folder of frames), prompt, answer, label (1 member, 0 not),
-    rows in a seeded shuffled order; media under `out_dir/media` (`media_video`), paths relative
-    to the JSONL. Returns the JSONL path.
+    rows in a seeded shuffled order; media under `out_dir/media_<size>` (`media_video_<size>`, or
+    `media_video_<size>_<n>f` for clips of another length than N_FRAMES: the same scenes, their
+    motion sampled at `n_frames` steps), paths relative to the JSONL. Returns the JSONL path.
     """
     if image_size < 64:
         raise ValueError("scenes images are at least 64x64")
@@ -599,6 +601,8 @@ def write_scenes_split(
         raise ValueError(f"unknown scenes split {split!r}; one of {SPLITS}")
     out_dir = Path(out_dir)
     media_dir = out_dir / (f"media_video_{image_size}" if video else f"media_{image_size}")
+    if video and n_frames != N_FRAMES:
+        media_dir = media_dir.with_name(f"{media_dir.name}_{n_frames}f")
     media_dir.mkdir(parents=True, exist_ok=True)
     members, nonmembers = split_records(split, n_members=n_members, n_nonmembers=n_nonmembers, seed=seed,
                                         video=video)
@@ -607,7 +611,7 @@ def write_scenes_split(
     rows = []
     for i in order:
         rec, label = labelled[int(i)]
-        media = write_media(rec, media_dir, image_size, video)
+        media = write_media(rec, media_dir, image_size, video, n_frames)
         row = {"id": rec.id, ("video" if video else "image"): media, "prompt": rec.prompt, "answer": rec.answer,
                "label": label}
         rows.append(json.dumps(row, ensure_ascii=False))
@@ -652,3 +656,24 @@ def scene_labels(scene: Scene) -> dict[str, int]:
         "background_kind": BACKGROUND_KINDS.index(scene.background_kind),
         "count": scene.n_objects,
     }
+
+
+def patch_cover_labels(scene: Scene, image_size: int, patch: int, n_frames: int = 1,
+                       frame: int = 0, min_cover: float = 0.15) -> dict[str, np.ndarray]:
+    """Like `patch_labels`, for frame `frame` of an `n_frames` clip and for patches large next to
+    the objects: each patch is labelled with the topmost object covering at least `min_cover` of
+    its pixels (0 for background), so a small object between patch centres is not lost."""
+    g = image_size // patch
+    shape = np.zeros(g * g, dtype=np.int64)
+    colour = np.zeros(g * g, dtype=np.int64)
+    texture = np.zeros(g * g, dtype=np.int64)
+    for obj in scene.objects:  # later objects are drawn on top, as in render_scene
+        cx, cy = _object_positions(obj, n_frames, frame)
+        r = SIZES[obj.size] * image_size
+        mask = np.asarray(_shape_mask(obj.shape, cx * image_size, cy * image_size, r, image_size)) > 127
+        cover = mask[: g * patch, : g * patch].reshape(g, patch, g, patch).mean(axis=(1, 3)).ravel()
+        hit = cover >= min_cover
+        shape[hit] = SHAPES.index(obj.shape) + 1
+        colour[hit] = ALL_COLOURS.index(obj.colour) + 1
+        texture[hit] = TEXTURES.index(obj.texture) + 1
+    return {"shape": shape, "colour": colour, "texture": texture}

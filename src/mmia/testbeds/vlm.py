@@ -23,7 +23,15 @@ from mmia.data.ids import stable_seed
 from mmia.testbeds.base import Testbed, register_testbed
 from mmia.testbeds.manifest import split_ids, weights_hash, write_manifest
 from mmia.testbeds.scenes import MATCHED, scene_stream, split_records, write_scenes_split
-from mmia.testbeds.vlm_parts import ANSWER_FORMAT, PROMPT_FORMAT, VlmShape, make_config, make_processor, train_tokenizer
+from mmia.testbeds.vlm_parts import (
+    ANSWER_FORMAT,
+    CHAT_TEMPLATE,
+    PROMPT_FORMAT,
+    VlmShape,
+    make_config,
+    make_processor,
+    train_tokenizer,
+)
 
 VERSION = "1"
 
@@ -66,17 +74,125 @@ def _save(model, processor, path: Path) -> None:
     processor.save_pretrained(path)
 
 
-def build_vlm(out_dir: Path, *, seed: int = 0, quick: bool = False, settings: VlmSettings | None = None) -> Testbed:
-    """Write data, base and target models and manifest.json into `out_dir`."""
+@dataclass
+class TrainedPair:
+    """What `train_pair` made: the target (the base was saved before fine-tuning) and its measurements."""
+
+    model: object
+    vision_accuracy: dict
+    base_history: list
+    target_history: list
+    losses: dict  # answer losses: base_/target_ x member/nonmember, and the media-reliance probes
+    timings: dict
+
+
+def train_pair(out_dir: Path, cfg: VlmSettings, pool, members, nonmembers, *, seed: int, tag: str = "vlm",
+               frames: int | None = None, chat_template: str = CHAT_TEMPLATE) -> TrainedPair:
+    """Tokenizer, processor, vision tower, base model (saved to out_dir/base) and target (out_dir/target).
+
+    Shared by the image (`vlm`) and video (`vlm-video`, `frames` images per sample) testbeds; `tag`
+    names the seeds of each stage. Runs on one torch thread.
+    """
     from transformers import LlavaForConditionalGeneration
 
-    from mmia.metrics import evaluate
     from mmia.testbeds.vlm_train import answer_losses, encode, one_thread, pretrain_vision, seed_torch, train_lm
 
+    shape = cfg.shape
+    timings: dict[str, float] = {}
+    with one_thread():
+        t = time.perf_counter()
+        # The tokenizer learns from the pool only, as a real one learns from pretraining text.
+        tokenizer = train_tokenizer([r.prompt + "\n" + r.answer for r in pool], shape.vocab_size)
+        processor = make_processor(tokenizer, shape, chat_template)
+        config = make_config(tokenizer, shape)
+
+        vision_state, vision_acc = pretrain_vision(
+            config.vision_config, pool, processor, epochs=cfg.vision.epochs, lr=cfg.vision.lr,
+            batch=cfg.vision.batch, seed=stable_seed(f"{tag}-vision", seed), image_size=shape.image_size,
+            patch=shape.patch_size, frames=frames)
+        timings["vision"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        seed_torch(stable_seed(f"{tag}-init", seed))
+        model = LlavaForConditionalGeneration(config)
+        model.model.vision_tower.load_state_dict(vision_state)
+        model.model.vision_tower.requires_grad_(False)
+        pool_data = encode(processor, pool, shape.image_size, frames=frames)
+        base_hist = train_lm(model, pool_data, epochs=cfg.base.epochs, lr=cfg.base.lr, batch=cfg.base.batch,
+                             seed=stable_seed(f"{tag}-base", seed), desc="base model")
+        _save(model, processor, out_dir / "base")
+        timings["base"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        member_data = encode(processor, members, shape.image_size, frames=frames)
+        nonmember_data = encode(processor, nonmembers, shape.image_size, frames=frames)
+        losses = {"base_member": answer_losses(model, member_data),
+                  "base_nonmember": answer_losses(model, nonmember_data)}
+        # Does the model look at the media? The same answers with other samples' images (clips).
+        perm = np.random.default_rng(stable_seed(f"{tag}-shuffle", seed)).permutation(len(nonmember_data))
+        losses["base_shuffled"] = answer_losses(
+            model, replace(nonmember_data, pixel_values=nonmember_data.pixel_values[perm]))
+        if frames is not None:  # and at the order of the frames? The same clips played backwards.
+            losses["base_reversed"] = answer_losses(
+                model, replace(nonmember_data, pixel_values=nonmember_data.pixel_values.flip(1)))
+        target_hist = train_lm(model, member_data, epochs=cfg.target.epochs, lr=cfg.target.lr,
+                               batch=cfg.target.batch, seed=stable_seed(f"{tag}-target", seed), desc="target model")
+        _save(model, processor, out_dir / "target")
+        timings["target"] = time.perf_counter() - t
+
+        # Build-time member signal on the matched split: the loss attack (lower loss = member), and
+        # the same calibrated by the base model (reference attack), on samples no model trained on.
+        t = time.perf_counter()
+        losses["target_member"] = answer_losses(model, member_data)
+        losses["target_nonmember"] = answer_losses(model, nonmember_data)
+        timings["signal"] = time.perf_counter() - t
+    return TrainedPair(model, vision_acc, base_hist, target_hist, losses, timings)
+
+
+def pair_manifest(out_dir: Path, cfg: VlmSettings, pair: TrainedPair) -> dict:
+    """The manifest fields both LLaVA testbeds share: model, training, member signal, hashes."""
+    from mmia.metrics import evaluate
+
+    lo = pair.losses
+    labels = np.r_[np.ones(len(lo["target_member"])), np.zeros(len(lo["target_nonmember"]))].astype(int)
+    loss_attack = evaluate(labels, -np.r_[lo["target_member"], lo["target_nonmember"]], with_roc=False)
+    ref_attack = evaluate(labels, np.r_[lo["base_member"] - lo["target_member"],
+                                        lo["base_nonmember"] - lo["target_nonmember"]], with_roc=False)
+    base_only = evaluate(labels, -np.r_[lo["base_member"], lo["base_nonmember"]], with_roc=False)
+    return {
+        "model": {**cfg.shape.as_dict(), "architecture": "LlavaForConditionalGeneration",
+                  "n_parameters": sum(p.numel() for p in pair.model.parameters())},
+        "training": {
+            "vision": {**asdict(cfg.vision), "task": "dense scene classification on the pool, then frozen",
+                       "final_train_accuracy": pair.vision_accuracy},
+            "base": {**asdict(cfg.base), "data": "pool stream (disjoint from members and non-members)",
+                     "loss_per_epoch": pair.base_history},
+            "target": {**asdict(cfg.target), "data": "members of the matched split, starting from base",
+                       "loss_per_epoch": pair.target_history},
+            "threads": 1,
+            "optimizer": "AdamW, linear warm-up then cosine decay, gradient clipping 1.0",
+        },
+        "member_signal": {
+            "split": "matched",
+            "loss": loss_attack,
+            "reference_calibrated_loss": ref_attack,
+            "base_model_loss": base_only,
+            "mean_answer_loss": {"target_members": float(lo["target_member"].mean()),
+                                 "target_nonmembers": float(lo["target_nonmember"].mean()),
+                                 "base_members": float(lo["base_member"].mean()),
+                                 "base_nonmembers": float(lo["base_nonmember"].mean())},
+            "note": "loss attack of the target on all members against the held-out matched non-members; "
+                    "base_model_loss is a sanity check and should sit near 0.5",
+        },
+        "weights_sha256": {"target": weights_hash(out_dir / "target"), "base": weights_hash(out_dir / "base")},
+    }
+
+
+def build_vlm(out_dir: Path, *, seed: int = 0, quick: bool = False, settings: VlmSettings | None = None) -> Testbed:
+    """Write data, base and target models and manifest.json into `out_dir`."""
     cfg = settings or (QUICK if quick else DEFAULT)
     shape = cfg.shape
     out_dir = Path(out_dir)
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
     cpu0 = time.process_time()
 
@@ -87,58 +203,12 @@ def build_vlm(out_dir: Path, *, seed: int = 0, quick: bool = False, settings: Vl
         splits[split] = path.name
     members, nonmembers = split_records("matched", n_members=cfg.n_members, n_nonmembers=cfg.n_nonmembers, seed=seed)
     pool = scene_stream(seed, "pool", cfg.n_pool, MATCHED)
-    timings["data"] = time.perf_counter() - t0
+    timings = {"data": time.perf_counter() - t0}
 
-    with one_thread():
-        t = time.perf_counter()
-        # The tokenizer learns from the pool only, as a real one learns from pretraining text.
-        tokenizer = train_tokenizer([r.prompt + "\n" + r.answer for r in pool], shape.vocab_size)
-        processor = make_processor(tokenizer, shape)
-        config = make_config(tokenizer, shape)
-
-        vision_state, vision_acc = pretrain_vision(
-            config.vision_config, pool, processor, epochs=cfg.vision.epochs, lr=cfg.vision.lr,
-            batch=cfg.vision.batch, seed=stable_seed("vlm-vision", seed), image_size=shape.image_size,
-            patch=shape.patch_size)
-        timings["vision"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        seed_torch(stable_seed("vlm-init", seed))
-        model = LlavaForConditionalGeneration(config)
-        model.model.vision_tower.load_state_dict(vision_state)
-        model.model.vision_tower.requires_grad_(False)
-        pool_data = encode(processor, pool, shape.image_size)
-        base_hist = train_lm(model, pool_data, epochs=cfg.base.epochs, lr=cfg.base.lr, batch=cfg.base.batch,
-                             seed=stable_seed("vlm-base", seed), desc="base model")
-        _save(model, processor, out_dir / "base")
-        timings["base"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        member_data = encode(processor, members, shape.image_size)
-        nonmember_data = encode(processor, nonmembers, shape.image_size)
-        base_member = answer_losses(model, member_data)
-        base_nonmember = answer_losses(model, nonmember_data)
-        # Does the model look at the image? The same answers with other samples' images.
-        perm = np.random.default_rng(stable_seed("vlm-shuffle", seed)).permutation(len(nonmember_data))
-        base_shuffled = answer_losses(model, replace(nonmember_data, pixel_values=nonmember_data.pixel_values[perm]))
-        target_hist = train_lm(model, member_data, epochs=cfg.target.epochs, lr=cfg.target.lr,
-                               batch=cfg.target.batch, seed=stable_seed("vlm-target", seed), desc="target model")
-        _save(model, processor, out_dir / "target")
-        timings["target"] = time.perf_counter() - t
-
-        # Build-time member signal on the matched split: the loss attack (lower loss = member), and
-        # the same calibrated by the base model (reference attack), on samples no model trained on.
-        t = time.perf_counter()
-        tgt_member = answer_losses(model, member_data)
-        tgt_nonmember = answer_losses(model, nonmember_data)
-        timings["signal"] = time.perf_counter() - t
-        timings["total"] = time.perf_counter() - t0
-        timings["total_cpu"] = time.process_time() - cpu0
-
-    labels = np.r_[np.ones(len(members)), np.zeros(len(nonmembers))].astype(int)
-    loss_attack = evaluate(labels, -np.r_[tgt_member, tgt_nonmember], with_roc=False)
-    ref_attack = evaluate(labels, np.r_[base_member - tgt_member, base_nonmember - tgt_nonmember], with_roc=False)
-    base_only = evaluate(labels, -np.r_[base_member, base_nonmember], with_roc=False)
+    pair = train_pair(out_dir, cfg, pool, members, nonmembers, seed=seed, tag="vlm")
+    timings.update(pair.timings)
+    timings["total"] = time.perf_counter() - t0
+    timings["total_cpu"] = time.process_time() - cpu0
 
     manifest = {
         "name": "vlm",
@@ -151,41 +221,17 @@ def build_vlm(out_dir: Path, *, seed: int = 0, quick: bool = False, settings: Vl
         "targets": {"target": "target", "base": "base"},
         "sizes": {"pool": cfg.n_pool, "members": cfg.n_members, "nonmembers": cfg.n_nonmembers,
                   "shifted_nonmembers": cfg.n_nonmembers},
-        "model": {**shape.as_dict(), "architecture": "LlavaForConditionalGeneration",
-                  "n_parameters": sum(p.numel() for p in model.parameters())},
         "format": {"prompt": PROMPT_FORMAT, "answer": ANSWER_FORMAT,
                    "loss_covers": "answer tokens and the closing </s>"},
-        "training": {
-            "vision": {**asdict(cfg.vision), "task": "dense scene classification on the pool, then frozen",
-                       "final_train_accuracy": vision_acc},
-            "base": {**asdict(cfg.base), "data": "pool stream (disjoint from members and non-members)",
-                     "loss_per_epoch": base_hist},
-            "target": {**asdict(cfg.target), "data": "members of the matched split, starting from base",
-                       "loss_per_epoch": target_hist},
-            "threads": 1,
-            "optimizer": "AdamW, linear warm-up then cosine decay, gradient clipping 1.0",
-        },
         "ids": {name: split_ids(out_dir / p) for name, p in splits.items()},
         "pool_stream": {"name": "pool", "n": cfg.n_pool, "settings": "default"},
-        "member_signal": {
-            "split": "matched",
-            "loss": loss_attack,
-            "reference_calibrated_loss": ref_attack,
-            "base_model_loss": base_only,
-            "mean_answer_loss": {"target_members": float(tgt_member.mean()),
-                                 "target_nonmembers": float(tgt_nonmember.mean()),
-                                 "base_members": float(base_member.mean()),
-                                 "base_nonmembers": float(base_nonmember.mean())},
-            "note": "loss attack of the target on all members against the held-out matched non-members; "
-                    "base_model_loss is a sanity check and should sit near 0.5",
-        },
+        **pair_manifest(out_dir, cfg, pair),
         "image_reliance": {
-            "base_nonmember_loss_own_images": float(base_nonmember.mean()),
-            "base_nonmember_loss_shuffled_images": float(base_shuffled.mean()),
+            "base_nonmember_loss_own_images": float(pair.losses["base_nonmember"].mean()),
+            "base_nonmember_loss_shuffled_images": float(pair.losses["base_shuffled"].mean()),
             "note": "mean answer loss of the base model on the matched non-members with their own images "
                     "and with images shuffled between samples; a gap shows the answers depend on the image",
         },
-        "weights_sha256": {"target": weights_hash(out_dir / "target"), "base": weights_hash(out_dir / "base")},
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
     }
     write_manifest(out_dir, manifest)

@@ -18,6 +18,8 @@ SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>", IMAGE_TOKEN)
 # The loss covers the answer and the closing </s>.
 PROMPT_FORMAT = "USER: <image>\n{prompt}\nASSISTANT:"
 ANSWER_FORMAT = " {answer}</s>"
+# A video is its frames as images, placeholders adjacent: "USER: <image><image><image><image>\n{prompt}...".
+VIDEO_PROMPT_FORMAT = "USER: {media}\n{prompt}\nASSISTANT:"
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -33,6 +35,29 @@ CHAT_TEMPLATE = (
     "{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
 )
+
+
+def video_chat_template(frames: int) -> str:
+    """The conversation format of a model that reads a video as `frames` images: image parts write
+    adjacent `<image>` placeholders and a `video` part writes `frames` of them; a newline follows
+    the media, so one image part gives exactly what CHAT_TEMPLATE writes."""
+    media = (
+        "{% set ns = namespace(media=false) %}"
+        "{% for part in message['content'] %}"
+        "{% if part['type'] == 'image' %}<image>{% set ns.media = true %}"
+        "{% elif part['type'] == 'video' %}" + IMAGE_TOKEN * frames + "{% set ns.media = true %}"
+        "{% elif part['type'] == 'text' %}{% if ns.media %}{{ '\\n' }}{% set ns.media = false %}{% endif %}"
+        "{{ part['text'] }}{% endif %}"
+        "{% endfor %}{% if ns.media %}{{ '\\n' }}{% endif %}"
+    )
+    single = (
+        "{% for part in message['content'] %}"
+        "{% if part['type'] == 'image' %}<image>\n{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+        "{% endfor %}"
+    )
+    if CHAT_TEMPLATE.count(single) != 1:
+        raise RuntimeError("CHAT_TEMPLATE changed: update video_chat_template")
+    return CHAT_TEMPLATE.replace(single, media)
 
 
 @dataclass(frozen=True)
@@ -58,12 +83,15 @@ class VlmShape:
         return {**asdict(self), "image_tokens": self.image_tokens}
 
 
-def prompt_text(prompt: str) -> str:
-    return PROMPT_FORMAT.format(prompt=prompt)
+def prompt_text(prompt: str, frames: int | None = None) -> str:
+    """The text before the answer: one image, or (`frames` given) a clip of that many frames."""
+    if frames is None:
+        return PROMPT_FORMAT.format(prompt=prompt)
+    return VIDEO_PROMPT_FORMAT.format(media=IMAGE_TOKEN * frames, prompt=prompt)
 
 
-def full_text(prompt: str, answer: str) -> str:
-    return prompt_text(prompt) + ANSWER_FORMAT.format(answer=answer)
+def full_text(prompt: str, answer: str, frames: int | None = None) -> str:
+    return prompt_text(prompt, frames) + ANSWER_FORMAT.format(answer=answer)
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int):
@@ -96,7 +124,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
     )
 
 
-def make_processor(tokenizer, shape: VlmShape):
+def make_processor(tokenizer, shape: VlmShape, chat_template: str = CHAT_TEMPLATE):
     from transformers import CLIPImageProcessorPil, LlavaProcessor
 
     image_processor = CLIPImageProcessorPil(
@@ -113,7 +141,7 @@ def make_processor(tokenizer, shape: VlmShape):
         # A CLIP tower with a CLS token: the processor must count it, then "default" drops it.
         num_additional_image_tokens=1,
         image_token=IMAGE_TOKEN,
-        chat_template=CHAT_TEMPLATE,
+        chat_template=chat_template,
     )
 
 

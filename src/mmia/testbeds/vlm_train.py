@@ -22,6 +22,7 @@ from mmia.testbeds.scenes import (
     SHAPES,
     TEXTURES,
     SceneRecord,
+    patch_cover_labels,
     patch_labels,
     render_scene,
     scene_labels,
@@ -50,7 +51,10 @@ def seed_torch(seed: int) -> None:
 
 @dataclass
 class Encoded:
-    """Tensors of a set of records, padded to the longest; labels cover the answer only."""
+    """Tensors of a set of records, padded to the longest; labels cover the answer only.
+
+    `pixel_values` is (N, 3, H, W) for images, or (N, F, 3, H, W) for clips of F frames (each
+    frame one image of the model's input; a batch flattens them in order)."""
 
     ids: list[str]
     input_ids: object
@@ -69,21 +73,28 @@ class Encoded:
             "input_ids": self.input_ids[idx, :length],
             "attention_mask": self.attention_mask[idx, :length],
             "labels": self.labels[idx, :length],
-            "pixel_values": self.pixel_values[idx],
+            "pixel_values": self.pixel_values[idx].flatten(0, 1) if self.pixel_values.ndim == 5
+            else self.pixel_values[idx],
         }
 
 
-def encode(processor, records: list[SceneRecord], image_size: int, chunk: int = 256) -> Encoded:
-    """Run the saved processor itself over the records, so training sees what an auditor will."""
+def encode(processor, records: list[SceneRecord], image_size: int, chunk: int = 256,
+           frames: int | None = None) -> Encoded:
+    """Run the saved processor itself over the records, so training sees what an auditor will.
+
+    With `frames`, each record is a clip of that many frames, each frame one image placeholder."""
     import torch
 
     parts = []
     for start in range(0, len(records), chunk):
         recs = records[start : start + chunk]
-        images = [render_scene(r.scene, image_size)[0] for r in recs]
-        full = processor(text=[full_text(r.prompt, r.answer) for r in recs], images=images, padding="longest",
-                         return_tensors="pt")
-        prompts = processor(text=[prompt_text(r.prompt) for r in recs], images=images, padding="longest",
+        if frames is None:
+            images = [render_scene(r.scene, image_size)[0] for r in recs]
+        else:
+            images = [f for r in recs for f in render_scene(r.scene, image_size, frames)]
+        full = processor(text=[full_text(r.prompt, r.answer, frames) for r in recs], images=images,
+                         padding="longest", return_tensors="pt")
+        prompts = processor(text=[prompt_text(r.prompt, frames) for r in recs], images=images, padding="longest",
                             return_tensors="pt")
         plen = prompts["attention_mask"].sum(dim=1)
         labels = full["input_ids"].clone()
@@ -93,7 +104,10 @@ def encode(processor, records: list[SceneRecord], image_size: int, chunk: int = 
                 raise RuntimeError(f"prompt tokens are not a prefix of the full text for {recs[i].id}")
             labels[i, :n] = -100
         labels[full["attention_mask"] == 0] = -100
-        parts.append((full["input_ids"], full["attention_mask"], labels, full["pixel_values"]))
+        pixels = full["pixel_values"]
+        if frames is not None:
+            pixels = pixels.reshape(len(recs), frames, *pixels.shape[1:])
+        parts.append((full["input_ids"], full["attention_mask"], labels, pixels))
     width = max(p[0].shape[1] for p in parts)
     pad = processor.tokenizer.pad_token_id
 
@@ -123,9 +137,31 @@ def _schedule(opt, total: int, warmup: float = 0.05, floor: float = 0.1):
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
+def _vision_data(records: list[SceneRecord], processor, image_size: int, patch: int, frames: int | None):
+    """(pixel values, per-patch labels, per-image labels) for the vision tower's pretraining:
+    one image per record, or every frame of each record's clip (labels follow the movers)."""
+    import torch
+
+    if frames is None:
+        images = [render_scene(r.scene, image_size)[0] for r in records]
+        plabels = [patch_labels(r.scene, image_size, patch) for r in records]
+        scenes = [r.scene for r in records]
+    else:
+        images = [f for r in records for f in render_scene(r.scene, image_size, frames)]
+        plabels = [patch_cover_labels(r.scene, image_size, patch, frames, t) for r in records for t in range(frames)]
+        scenes = [r.scene for r in records for _ in range(frames)]
+    pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+    plabels = {k: torch.tensor(np.stack([p[k] for p in plabels])) for k in ("shape", "colour", "texture")}
+    glabels = {k: torch.tensor([scene_labels(s)[k] for s in scenes])
+               for k in ("background", "background_kind", "count")}
+    return pixels, plabels, glabels
+
+
 def pretrain_vision(vision_config, records: list[SceneRecord], processor, *, epochs: int, lr: float, batch: int,
-                    seed: int, image_size: int, patch: int) -> tuple[dict, dict]:
-    """Train a CLIPVisionModel on dense scene classification; returns (state_dict, final accuracies)."""
+                    seed: int, image_size: int, patch: int, frames: int | None = None) -> tuple[dict, dict]:
+    """Train a CLIPVisionModel on dense scene classification; returns (state_dict, final accuracies).
+
+    With `frames`, the records are clips and the tower learns from every frame of each."""
     import torch
     from torch import nn
     from transformers import CLIPVisionModel
@@ -137,21 +173,17 @@ def pretrain_vision(vision_config, records: list[SceneRecord], processor, *, epo
     n_global = {"background": len(ALL_BACKGROUNDS), "background_kind": len(BACKGROUND_KINDS), "count": 8}
     patch_head = nn.Linear(h, sum(n_patch.values()))
     global_head = nn.Linear(h, sum(n_global.values()))
-    images = [render_scene(r.scene, image_size)[0] for r in records]
-    pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
-    plabels = {k: torch.tensor(np.stack([patch_labels(r.scene, image_size, patch)[k] for r in records]))
-               for k in n_patch}
-    glabels = {k: torch.tensor([scene_labels(r.scene)[k] for r in records]) for k in n_global}
+    pixels, plabels, glabels = _vision_data(records, processor, image_size, patch, frames)
     params = [*tower.parameters(), *patch_head.parameters(), *global_head.parameters()]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    steps_per_epoch = math.ceil(len(records) / batch)
+    steps_per_epoch = math.ceil(len(pixels) / batch)
     sched = _schedule(opt, epochs * steps_per_epoch)
     rng = np.random.default_rng([seed, 11])
     ce = nn.CrossEntropyLoss()
     acc: dict[str, float] = {}
     with progress_bar("vision tower", epochs * steps_per_epoch, unit="steps") as bar:
         for epoch in range(epochs):
-            order = rng.permutation(len(records))
+            order = rng.permutation(len(pixels))
             correct = {k: 0 for k in (*n_patch, *n_global)}
             seen_p = seen_g = 0
             for s in range(steps_per_epoch):
