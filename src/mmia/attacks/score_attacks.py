@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from mmia.attacks import scoring as S
-from mmia.attacks.records import SampleRecord, slice_text, values
+from mmia.attacks.records import SampleRecord, slice_rows, slice_text, values
 from mmia.attacks.registry import register_attack
 
 GEN = ("causal-lm", "vlm", "audio-lm")
@@ -117,11 +118,16 @@ def reference_attack(rec: SampleRecord, cfg: ReferenceConfig) -> dict:
 
 
 def _renyi_k(rec: SampleRecord, cfg: RenyiKConfig, largest: bool) -> dict:
+    # Each slice's rows are found once and serve every alpha; columns keep the alpha-major order.
+    stats = rec.stats
+    rows = {sl: slice_rows(stats, sl) for sl in cfg.slices} if stats is not None else {}
     out = {}
     for a in cfg.alphas:
         stat = _alpha_stat(a)
+        head = f"_k{_k_name(cfg.k)}_a{_alpha_name(a)}@"
         for sl in cfg.slices:
-            out[f"_k{_k_name(cfg.k)}_a{_alpha_name(a)}@{sl}"] = S.k_renyi(values(rec.stats, stat, sl), cfg.k, largest)
+            h = stats[stat][rows[sl]] if stats is not None else np.zeros(0)
+            out[head + sl] = S.k_renyi(h, cfg.k, largest)
     return out
 
 

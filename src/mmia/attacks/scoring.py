@@ -29,10 +29,16 @@ def _arr(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64).ravel()
 
 
+def _mean(x: np.ndarray):
+    """`x.mean()` of a non-empty float64 array, bit for bit (the same sum over the same count),
+    without np.mean's per-call overhead: the attacks take thousands of small means per batch."""
+    return np.add.reduce(x) / x.size
+
+
 def loss_score(logp) -> float:
     """Mean log-probability of the tokens (= minus the loss); NaN for no tokens."""
     lp = _arr(logp)
-    return float(lp.mean()) if lp.size else NAN
+    return float(_mean(lp)) if lp.size else NAN
 
 
 def zlib_bytes(text: str) -> int:
@@ -45,15 +51,15 @@ def zlib_score(logp, text: str) -> float:
     lp = _arr(logp)
     if not lp.size or not text:
         return NAN
-    return float(lp.mean() / zlib_bytes(text))  # = -(loss / zlib)
+    return float(_mean(lp) / zlib_bytes(text))  # = -(loss / zlib)
 
 
 def lowercase_score(logp, logp_lower) -> float:
     """-(loss(original) / loss(lowercased)): the model prefers the exact casing it trained on."""
     a, b = _arr(logp), _arr(logp_lower)
-    if not a.size or not b.size or b.mean() == 0:
+    if not a.size or not b.size or _mean(b) == 0:
         return NAN
-    return float(-(a.mean() / b.mean()))
+    return float(-(_mean(a) / _mean(b)))
 
 
 def reference_score(loss_target: float, loss_reference: float, mode: str = "ratio") -> float:
@@ -83,7 +89,7 @@ def min_k_prob(logp, k: float = 0.2) -> float:
     lp = _arr(logp)
     if not lp.size:
         return NAN
-    return float(np.sort(lp)[: _n_of(k, lp.size)].mean())
+    return float(_mean(np.sort(lp)[: _n_of(k, lp.size)]))
 
 
 def min_k_plus_plus(logp, mu, sigma, k: float = 0.2) -> float:
@@ -96,7 +102,7 @@ def min_k_plus_plus(logp, mu, sigma, k: float = 0.2) -> float:
     if not lp.size:
         return NAN
     z = (lp - m) / np.maximum(s, 1e-8)
-    return float(np.sort(z)[: _n_of(k, z.size)].mean())
+    return float(_mean(np.sort(z)[: _n_of(k, z.size)]))
 
 
 def k_renyi(entropies, k: float = 0.1, largest: bool = True) -> float:
@@ -109,19 +115,19 @@ def k_renyi(entropies, k: float = 0.1, largest: bool = True) -> float:
     n = 1 if k <= 0 else _n_of(k, h.size)
     s = np.sort(h)
     chosen = s[-n:] if largest else s[:n]
-    return float(-chosen.mean())
+    return float(-_mean(chosen))
 
 
 def mod_renyi_score(values) -> float:
     """Minus the mean modified Rényi entropy over the tokens (VL-MIA's ModRényi)."""
     v = _arr(values)
-    return float(-v.mean()) if v.size else NAN
+    return float(-_mean(v)) if v.size else NAN
 
 
 def max_prob_gap_score(gaps) -> float:
     """Mean gap between the two most probable next tokens: members are predicted confidently."""
     g = _arr(gaps)
-    return float(g.mean()) if g.size else NAN
+    return float(_mean(g)) if g.size else NAN
 
 
 def cosine(a, b) -> float:

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from mmia.targets.base import ANSWER, AUDIO, IMAGE, OTHER, PROMPT, Encoded
-from mmia.targets.token_stats import STAT_NAMES, stats_from_logits
+from mmia.targets.fast_pixels import FastPixels
+from mmia.targets.token_stats import DIST_STATS, STAT_NAMES, TARGET_STATS, stats_from_rows
 
 
 def _joined(prompt_part: str, answer: str, has_prompt: bool) -> tuple[str, str]:
@@ -183,13 +184,25 @@ class _Generative:
         codes[:boundary] = PROMPT
         if e_ids is not None:
             codes[_common_prefix(expanded(e_ids), ids) :] = OTHER
-        codes[np.isin(ids, self.special_ids)] = OTHER
+        codes[self._is_special(ids)] = OTHER
         codes[is_media] = self.media_code
         if self.max_positions is not None and len(ids) > self.max_positions:
             keep = self.max_positions
             ids, codes = ids[:keep], codes[:keep]
             token_extras = {k: v[:keep] for k, v in token_extras.items()}
         return Encoded(input_ids=ids, codes=codes, extras=extras, token_extras=token_extras)
+
+    def _is_special(self, ids: np.ndarray) -> np.ndarray:
+        """np.isin(ids, special_ids) by a lookup table over the ids (built once)."""
+        table = self.__dict__.get("_special_table")
+        if table is None:
+            size = max(len(self.tokenizer), int(self.special_ids.max()) + 1 if len(self.special_ids) else 0)
+            table = np.zeros(size, dtype=bool)
+            table[self.special_ids] = True
+            self._special_table = table
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(table)):
+            return np.isin(ids, self.special_ids)
+        return table[ids]
 
     def encode(self, sample, transform=None) -> Encoded:
         """Token ids and slice codes of one sample; `transform` maps each text field (lowercase)."""
@@ -201,7 +214,7 @@ class _Generative:
         Raises the InputError of the first sample whose media does not decode.
         """
         parts = [self._texts(s, transform) for s in samples]
-        p_ids = self.tokenizer([p[0] for p in parts]).input_ids
+        p_ids = self._prompt_ids([p[0] for p in parts])
         cut = [i for i, p in enumerate(parts) if p[3] != p[1]]  # a template suffix follows the answer
         e_ids = [None] * len(parts)
         for i, ids in zip(cut, self.tokenizer([parts[i][3] for i in cut]).input_ids if cut else [], strict=True):
@@ -209,6 +222,17 @@ class _Generative:
         toks = self._tokenize_batch([p[1] for p in parts], [p[2] for p in parts])
         return [self._finish(ids, pi, ei, ex, tex)
                 for (ids, ex, tex), pi, ei in zip(toks, p_ids, e_ids, strict=True)]
+
+    def _prompt_ids(self, texts: list[str]) -> list:
+        """Token ids of prompt parts, memoised: rows share a few instruction templates."""
+        memo = self.__dict__.setdefault("_prompt_memo", {})
+        new = list(dict.fromkeys(t for t in texts if t not in memo))
+        if len(memo) + len(new) > 4096:  # prompts that never repeat: keep the memo small
+            memo.clear()
+            new = list(dict.fromkeys(texts))
+        if new:
+            memo.update(zip(new, self.tokenizer(new).input_ids, strict=True))
+        return [memo[t] for t in texts]
 
     def _tokenize_batch(self, texts: list[str], medias: list) -> list[tuple]:
         if self.media_field is None:
@@ -251,8 +275,9 @@ class _Generative:
     def token_stats(self, batch: list[Encoded]) -> list[dict[str, np.ndarray]]:
         """Per-sample statistics of one batch: dict with `codes` (L,) and each STAT_NAMES (L-1,).
 
-        The vocabulary-sized work runs on groups of rows small enough to bound memory
-        (about 2^25 logits at a time), then each sample keeps only its own scalars per token.
+        Only the rows some slice scores are computed (`stat_rows`); the others hold NaN. The
+        vocabulary-sized work runs on groups of rows small enough to bound memory (about 2^25
+        logits at a time), then each sample keeps only its own scalars per token.
         """
         logits, _ = self.logits(batch)
         return self.reduce_logits(logits, batch)
@@ -263,24 +288,62 @@ class _Generative:
         import torch
 
         b, width, vocab = logits.shape
-        if width < 2:
+        rows = width - 1
+        if rows < 1:
             return [{**{k: np.zeros(0, np.float32) for k in STAT_NAMES}, "codes": e.codes.copy()} for e in batch]
-        targets = torch.full((b, width - 1), 0, dtype=torch.long)
+        # Rows of the (b, width-1) grid that need every statistic, then those that need only the
+        # distribution's (media rows): one gather puts them first, so the target statistics
+        # run on a prefix and nothing is computed for rows that no slice reads.
+        t_rows, d_rows, tgt = [], [], []
         for i, e in enumerate(batch):
-            targets[i, : len(e) - 1] = torch.from_numpy(e.input_ids[1:])
-        targets = targets.to(logits.device)
-        group = max(1, (1 << 25) // max(1, (width - 1) * vocab))
+            need_t, need_d = stat_rows(e.codes)
+            t_idx = np.flatnonzero(need_t)
+            t_rows.append(i * rows + t_idx)
+            d_rows.append(i * rows + np.flatnonzero(need_d & ~need_t))
+            tgt.append(e.input_ids[1:][t_idx])
+        t_rows, d_rows = np.concatenate(t_rows), np.concatenate(d_rows)
+        grid = np.concatenate([t_rows, d_rows])
+        n_t = len(t_rows)
+        flat = {k: np.full(b * rows, np.nan, dtype=np.float32) for k in STAT_NAMES}
+        if len(grid):
+            # Row r of the (b, rows) grid is row (r // rows) * width + r % rows of the logits.
+            src = torch.from_numpy(grid // rows * width + grid % rows).to(logits.device)
+            targets = torch.from_numpy(np.concatenate(tgt)).to(logits.device)
+            flat_logits = logits.reshape(b * width, vocab)
+            group = max(1, (1 << 25) // max(1, vocab))
+            with torch.inference_mode():
+                for g in range(0, len(grid), group):
+                    stop = min(g + group, len(grid))
+                    k_t = max(0, min(n_t, stop) - g)
+                    st = stats_from_rows(flat_logits.index_select(0, src[g:stop]), targets[g : g + k_t], k_t)
+                    dist = torch.stack([st[k] for k in DIST_STATS]).float().cpu().numpy()
+                    for k, v in zip(DIST_STATS, dist, strict=True):
+                        flat[k][grid[g:stop]] = v
+                    if k_t:
+                        tv = torch.stack([st[k] for k in TARGET_STATS]).float().cpu().numpy()
+                        for k, v in zip(TARGET_STATS, tv, strict=True):
+                            flat[k][grid[g : g + k_t]] = v
         out = []
-        with torch.inference_mode():
-            for g in range(0, b, group):
-                st = stats_from_logits(logits[g : g + group, : width - 1], targets[g : g + group])
-                st = {k: v.float().cpu().numpy() for k, v in st.items()}
-                for j, e in enumerate(batch[g : g + group]):
-                    n = max(len(e) - 1, 0)
-                    rec = {k: np.ascontiguousarray(v[j, :n]) for k, v in st.items()}
-                    rec["codes"] = e.codes.copy()
-                    out.append(rec)
+        for i, e in enumerate(batch):
+            n = max(len(e) - 1, 0)
+            rec = {k: v[i * rows : i * rows + n].copy() for k, v in flat.items()}
+            rec["codes"] = e.codes.copy()
+            out.append(rec)
         return out
+
+
+def stat_rows(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows needing every statistic, rows needing the distribution's) over a sample's L-1 rows.
+
+    Mirrors `mmia.attacks.records.slice_rows`: a text slice (prompt, answer) reads the rows
+    whose predicted token is in it, with all statistics; a media slice (image, audio) reads the
+    rows whose input token is a media token, with the distribution's statistics (DIST_STATS)
+    only. Rows that no slice reads (e.g. predicting a chat template's tokens) are skipped.
+    """
+    codes = np.asarray(codes)
+    text = (codes[1:] == PROMPT) | (codes[1:] == ANSWER)
+    media = (codes[:-1] == IMAGE) | (codes[:-1] == AUDIO)
+    return text, text | media
 
 
 class CausalLMTarget(_Generative):
@@ -319,21 +382,23 @@ class VisionLanguageTarget(_Generative):
             self.placeholder = f"{start}{self.image_token}{end}"
         else:
             self.placeholder = self.image_token
+        # The fast path (`_fast_batch`): image shape (H, W, 3) -> image tokens per image, for the
+        # shapes on which it reproduced the processor's own output; off for good after a mismatch.
+        ip = getattr(processor, "image_processor", None) if processor is not None else None
+        self._fast_pixels = FastPixels(ip) if ip is not None else None
+        self._fast_shapes: dict[tuple, int] = {}
+        self._fast_off = self._fast_pixels is None or not self._fast_pixels.usable or tid is None
 
     def _load_media(self, ref):
-        from PIL import Image
-
         from mmia.data.media import load_image
 
-        return Image.fromarray(load_image(ref))
+        return load_image(ref)  # uint8 (H, W, 3); a PIL image only where the processor runs
 
     def _media_of(self, sample):
         if sample.image is None and sample.video is not None:
-            from PIL import Image
-
             from mmia.data.media import load_video
 
-            frames = [Image.fromarray(f) for f in load_video(sample.video, max_frames=self.max_frames)]
+            frames = list(load_video(sample.video, max_frames=self.max_frames))  # uint8 arrays, as images are
             return frames, len(frames)
         return super()._media_of(sample)
 
@@ -342,13 +407,80 @@ class VisionLanguageTarget(_Generative):
         return f"{super().format_tag()}:f{self.max_frames}"
 
     def _tokenize_batch(self, texts, medias):
+        """The fast path where it has been checked on this image shape; else the processor, whose
+        output on a new image shape is then compared with the fast path's to enable it."""
+        fast = self._fast_batch(texts, medias)
+        if fast is not None:
+            return fast
+        out = self._processor_batch(texts, medias)
+        self._check_fast(texts, medias, out)
+        return out
+
+    def _fast_batch(self, texts, medias):
+        """Tokenise with the placeholder unexpanded, repeat the image token as the processor does,
+        and preprocess the images in one vectorised step (`FastPixels`); None where not checked."""
+        if self._fast_off or not medias or any(m is None or isinstance(m, list) for m in medias):
+            return None  # rows without an image, or clips (several images per row): the processor
+        shapes = {m.shape for m in medias}
+        if len(shapes) != 1 or next(iter(shapes)) not in self._fast_shapes:
+            return None
+        n = self._fast_shapes[next(iter(shapes))]
+        ids = self._expand_media([np.asarray(i, dtype=np.int64) for i in self.tokenizer(list(texts)).input_ids], n)
+        if ids is None:
+            return None
+        pix = self._fast_pixels(medias)
+        return [(row, {"pixel_values": pix[i : i + 1]}, {}) for i, row in enumerate(ids)]
+
+    def _expand_media(self, rows, n):
+        """Each row's single image token repeated n times; None if a row has not exactly one."""
+        out = []
+        for row in rows:
+            is_media = row == self.media_token_id
+            if int(is_media.sum()) != 1:
+                return None
+            out.append(np.repeat(row, np.where(is_media, n, 1)))
+        return out
+
+    def _check_fast(self, texts, medias, out) -> None:
+        """Enable the fast path for this batch's image shape if it reproduces `out` (the
+        processor's result): the same token ids, pixel values within 1e-6, nothing else."""
+        import torch
+
+        if self._fast_off or not medias or any(m is None or isinstance(m, list) for m in medias):
+            return
+        shapes = {m.shape for m in medias}
+        shape = next(iter(shapes))
+        if len(shapes) != 1 or shape in self._fast_shapes:
+            return
+        if len(shape) != 3 or shape[2] != 3 or medias[0].dtype != np.uint8 or not self._fast_pixels.identity_shape(
+                *shape[:2]):
+            return  # the processor resizes or crops these: it keeps them
+        ok = all(set(ex) == {"pixel_values"} and not tex for _, ex, tex in out)
+        if ok:
+            proc_ids = [np.asarray(i, dtype=np.int64) for i, _, _ in out]
+            counts = {int((i == self.media_token_id).sum()) for i in proc_ids}
+            n = counts.pop() if len(counts) == 1 else 0
+            unexpanded = [np.asarray(i, dtype=np.int64) for i in self.tokenizer(list(texts)).input_ids]
+            ids = self._expand_media(unexpanded, n) if n else None
+            ok = ids is not None and all(np.array_equal(a, b) for a, b in zip(ids, proc_ids, strict=True))
+        if ok:
+            ref = torch.cat([ex["pixel_values"] for _, ex, _ in out])
+            mine = self._fast_pixels(medias)
+            ok = (ref.dtype == mine.dtype and ref.shape == mine.shape
+                  and bool(torch.allclose(mine, ref, rtol=0, atol=1e-6)))
+        if ok:
+            self._fast_shapes[shape] = n
+        else:
+            self._fast_off = True
+
+    def _processor_batch(self, texts, medias):
         """One processor call for the batch when every sample has an image (or none does) and the
         processor's media tensors have one row per sample (LLaVA); else sample by sample."""
         with_media = [m is not None for m in medias]
         clips = any(isinstance(m, list) for m in medias)  # several images per row: one call per row
         if self.processor is None or len(texts) < 2 or len(set(with_media)) > 1 or clips:
             return super()._tokenize_batch(texts, medias)
-        kw = {"images": list(medias)} if with_media[0] else {}
+        kw = {"images": [_pil(m) for m in medias]} if with_media[0] else {}
         enc = self.processor(text=list(texts), return_tensors="pt", padding=True, **kw)
         per_row = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
         if any(getattr(v, "shape", (None,))[0] != len(texts) for v in per_row.values()):
@@ -366,7 +498,7 @@ class VisionLanguageTarget(_Generative):
     def _tokenize(self, text, media):
         images = media if isinstance(media, list) else [media]
         if self.processor is not None:
-            kw = {"images": images} if media is not None else {}
+            kw = {"images": [_pil(m) for m in images]} if media is not None else {}
             enc = self.processor(text=[text], return_tensors="pt", **kw)
             ids = enc["input_ids"][0].tolist()
             extras = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
@@ -376,7 +508,7 @@ class VisionLanguageTarget(_Generative):
             return ids, extras, token_extras
         extras = {}
         if media is not None:
-            extras = dict(self.image_processor(images=images, return_tensors="pt"))
+            extras = dict(self.image_processor(images=[_pil(m) for m in images], return_tensors="pt"))
             merge = getattr(self.image_processor, "merge_size", 1) or 1
             # Each image's placeholder, in order, becomes as many tokens as that image has patches.
             pieces = text.split(self.image_token, len(images))
@@ -385,6 +517,13 @@ class VisionLanguageTarget(_Generative):
         ids = self.tokenizer(text).input_ids
         mm = (np.asarray(ids) == self.media_token_id).astype(np.int64)
         return list(ids), extras, {"mm_token_type_ids": mm}
+
+
+def _pil(image):
+    """A uint8 RGB array as the PIL image the processors were given before the fast path existed."""
+    from PIL import Image
+
+    return image if isinstance(image, Image.Image) else Image.fromarray(image)
 
 
 class AudioLanguageTarget(_Generative):

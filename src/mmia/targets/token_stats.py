@@ -28,7 +28,12 @@ STAT_NAMES = (
     "mod_renyi_1",
     "mod_renyi_2",
 )
-STATS_VERSION = "2"
+# What each statistic needs: the distribution alone (a media slice reads these at the media
+# tokens' own positions, where there is no true next token) or also the true next token.
+DIST_STATS = ("entropy", "renyi_0.5", "renyi_2", "renyi_inf", "gap")
+TARGET_STATS = ("logp", "lp_std", "mod_renyi_0.5", "mod_renyi_1", "mod_renyi_2")
+# 3: rows that no slice scores hold NaN (see `mmia.targets.generative.stat_rows`).
+STATS_VERSION = "3"
 
 
 def stats_from_logits(logits, targets):
@@ -36,19 +41,27 @@ def stats_from_logits(logits, targets):
 
     Works on torch tensors; computes in float32 whatever the model's dtype.
     """
+    return stats_from_rows(logits, targets, None)
+
+
+def stats_from_rows(logits, targets, n_target: int | None):
+    """`stats_from_logits` where only the first `n_target` rows (of the leading dimension) need
+    the target-dependent statistics (TARGET_STATS); the rest get DIST_STATS only. Returns
+    {DIST_STATS: (...), TARGET_STATS: (n_target, ...)}; `targets` needs only its first n_target rows.
+
+    Callers order the rows so the ones scored with their true next token come first, and
+    skip the vocabulary-sized work of the target statistics everywhere else.
+    """
     import torch
 
-    # Sums over the vocabulary are dot products (torch.linalg.vecdot), so few V-sized
-    # temporaries exist at once; p^2 and sqrt(p) reuse p instead of exponentiating again.
+    # One log_softmax and one exp serve every statistic; sums over the vocabulary are dot
+    # products (torch.linalg.vecdot), so few V-sized temporaries exist at once; p^2 and
+    # sqrt(p) reuse p instead of exponentiating again.
     dot = torch.linalg.vecdot
     lp = torch.log_softmax(logits.float(), dim=-1)
     p = lp.exp()
-    logp = lp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    p_y = logp.exp()
     plp = p * lp
     entropy = -plp.sum(-1)
-    second = dot(plp, lp)  # E_p[(log p)^2]
-    del plp
     sum_p2 = dot(p, p)
     if p.shape[-1] > 1:
         top2 = p.topk(2, dim=-1).values
@@ -58,14 +71,21 @@ def stats_from_logits(logits, targets):
         gap = p[..., 0]
         p_max = p[..., 0]
     out = {
-        "logp": logp,
         "entropy": entropy,
         "renyi_0.5": 2.0 * torch.log(p.sqrt().sum(-1)),
         "renyi_2": -torch.log(sum_p2),
         "renyi_inf": -torch.log(p_max),
-        "lp_std": (second - entropy * entropy).clamp_min(0).sqrt(),
         "gap": gap,
     }
+    if n_target is not None:
+        lp, p, plp, entropy, sum_p2 = lp[:n_target], p[:n_target], plp[:n_target], entropy[:n_target], sum_p2[:n_target]
+        targets = targets[:n_target]
+    logp = lp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    p_y = logp.exp()
+    second = dot(plp, lp)  # E_p[(log p)^2]
+    del plp
+    out["logp"] = logp
+    out["lp_std"] = (second - entropy * entropy).clamp_min(0).sqrt()
     # Modified Rényi: sums over i != y are the full sums minus the y term.
     one_m = (1.0 - p).clamp_min_(0)
     one_m_y = (1.0 - p_y).clamp_min(0)
