@@ -171,8 +171,7 @@ def sparse_text_stack(seed: int = 0, alpha: float = 0.3, sgd_alpha: float = 2e-5
 
     from mmia.shift.ngrams import GreedyNgramClassifier
 
-    ngrams = SliceColumns(n_format)
-    nb = make_pipeline(ngrams, TfidfTransformer(sublinear_tf=True), ComplementNB(alpha=alpha))
+    nb = make_pipeline(SliceColumns(n_format), TfidfTransformer(sublinear_tf=True), ComplementNB(alpha=alpha))
     sgd = make_pipeline(
         SliceColumns(n_format),
         TfidfTransformer(sublinear_tf=True),
