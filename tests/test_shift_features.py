@@ -13,8 +13,9 @@ from mmia.shift.image_features import (
     keypoint_descriptors,
     lbp_histogram,
 )
-from mmia.shift.models import SeenColumns
+from mmia.shift.models import DenseThenSeen, SeenColumns, SliceColumns
 from mmia.shift.ngrams import GreedyNgramClassifier, first_rank, greedy_select, ngram_matrix
+from mmia.shift.text_format import FORMAT_FEATURE_NAMES, format_features
 
 
 def test_years_and_dates():
@@ -115,3 +116,30 @@ def test_audio_features_shape_and_tone():
     centroid_mean = 40  # after 20 MFCC means and 20 MFCC stds
     assert high[centroid_mean] > 5 * low[centroid_mean]
     assert low[-1] == 1.0  # duration in seconds
+
+
+def test_format_features_known_answers():
+    text = "Hello WORLD 2019, see www.example.com..."
+    f = dict(zip(FORMAT_FEATURE_NAMES, format_features([text])[0], strict=True))
+    assert f["chars"] == 40 and f["tokens"] == 5
+    assert f["digits"] == 4 and f["numbers"] == 1 and f["longest_number"] == 4 and f["latest_year"] == 2019
+    assert f["upper_share_of_letters"] == 6 / 26  # H + WORLD among 26 letters
+    assert f["title_token_share"] == 2 / 5 and f["all_caps_token_share"] == 1 / 5
+    assert f["has_url"] == 1.0 and f["ellipsis"] == 1.0 and f["ends_period"] == 1.0 and f["starts_upper"] == 1.0
+    assert f["count[,]"] == 1 and f["count[.]"] == 5 and f["punctuation"] == 6
+    assert f["mean_token_length"] == (5 + 5 + 5 + 3 + 18) / 5 and f["max_token_length"] == 18
+    cjk = dict(zip(FORMAT_FEATURE_NAMES, format_features(["  間取り図 ab"])[0], strict=True))
+    assert cjk["cjk_hangul_share"] == 4 / 9 and cjk["non_ascii_tokens"] == 1 and cjk["outer_whitespace"] == 1.0
+    assert cjk["latest_year"] == 0 and cjk["has_url"] == 0.0
+    assert format_features([]).shape == (0, len(FORMAT_FEATURE_NAMES))
+
+
+def test_format_columns_stay_first_and_ngrams_get_the_fold_vocabulary():
+    dense = np.array([[7.0, 1.0], [8.0, 0.0], [9.0, 2.0]])
+    ngrams = sp.csr_matrix(np.array([[1, 0, 0, 1], [0, 0, 0, 1], [1, 1, 1, 0]]))
+    X = sp.hstack([sp.csr_matrix(dense), ngrams]).tocsr()
+    t = DenseThenSeen(2).fit(X[:2])  # training rows use n-gram columns 0 and 3 only
+    out = t.transform(X).toarray()
+    assert out.tolist() == [[7, 1, 1, 1], [8, 0, 0, 1], [9, 2, 1, 0]]
+    assert SliceColumns(0, 2, dense=True).transform(X).tolist() == dense.tolist()
+    assert (SliceColumns(2).transform(X) != ngrams).nnz == 0

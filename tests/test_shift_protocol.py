@@ -42,7 +42,7 @@ def _random_label_set(tmp_path, n=120, seed=0):
 def test_random_labels_give_chance_auc_for_every_method(tmp_path):
     path, _ = _random_label_set(tmp_path)
     ds = load_dataset(path, require_labels=True)
-    methods = ["bag_of_words", "greedy_ngrams", "date_detection", "colour_histogram", "dct", "lbp",
+    methods = ["bag_of_words", "greedy_ngrams", "text_format", "date_detection", "colour_histogram", "dct", "lbp",
                "image_features", "bag_of_visual_words", "joint"]
     section, scores = run_shift(ds, methods, folds=4, seed=0, cache=None)
     assert [e.name for e in section.attacks] == [f"blind:{m}" for m in methods]

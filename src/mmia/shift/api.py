@@ -61,8 +61,22 @@ def run_shift(
     """
     from threadpoolctl import threadpool_limits
 
+    _load_thread_pools()
     with threadpool_limits(limits=threads):
         return _run_shift(dataset, methods, folds, seed, cache, text_embedder, skip_bad, configs, margin, alpha, name)
+
+
+def _load_thread_pools() -> None:
+    """Import the native libraries whose thread pools the limit must reach.
+
+    threadpoolctl limits only the pools already loaded: scikit-learn's OpenMP runtime (gradient
+    boosting, k-means) loads with its compiled modules, and left unlimited it ran the LAION-MI
+    check many times slower on the shared, oversubscribed cores (docs/shift.md).
+    """
+    import scipy.linalg  # noqa: F401
+    import sklearn.cluster  # noqa: F401
+    import sklearn.ensemble  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
 
 
 def _run_shift(dataset, methods, folds, seed, cache, text_embedder, skip_bad, configs, margin, alpha, name):

@@ -71,6 +71,12 @@ class ShiftInputs:
 
         return ngram_matrix(self.texts, analyzer="char", ngram_range=(1, 5))
 
+    @cached_property
+    def text_format(self) -> np.ndarray:
+        from mmia.shift.text_format import format_features
+
+        return format_features(self.texts)
+
     def ngrams(self, analyzer: str, lo: int, hi: int):
         if (analyzer, lo, hi) == ("char", 1, 5):
             return self.char_ngrams

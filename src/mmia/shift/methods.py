@@ -31,6 +31,8 @@ class BagOfWordsConfig(BaseModel):
     sgd_alpha: float = Field(2e-5, gt=0)
     inner_folds: int = Field(3, ge=2)
     greedy_steps: int = Field(1500, ge=0, description="greedy n-gram scorer in the stack (0: leave it out)")
+    format_features: bool = Field(True, description="gradient boosting on caption format features in the stack")
+    format_iter: int = Field(200, ge=10, description="boosting iterations of the format model")
 
 
 class GreedyNgramConfig(BaseModel):
@@ -39,6 +41,10 @@ class GreedyNgramConfig(BaseModel):
     min_count: int = Field(2, ge=1, description="an n-gram must occur in this many training documents")
     min_ratio: float = Field(1.0, ge=0, description="stop when the best covered/(other+1) ratio falls to this")
     max_steps: int = Field(5000, ge=1)
+
+
+class TextFormatConfig(BaseModel):
+    max_iter: int = Field(200, ge=10, description="boosting iterations")
 
 
 class DateConfig(BaseModel):
@@ -79,12 +85,19 @@ def bag_of_words(inputs: ShiftInputs, config: BagOfWordsConfig) -> Plan:
     from mmia.shift.models import sparse_text_stack
 
     X = text_ngrams(inputs, config.char_ngram_max, config.word_ngram_max)
+    features = f"hashed char 1-{config.char_ngram_max} + word 1-{config.word_ngram_max} grams"
+    n_format = 0
+    if config.format_features:
+        # Dense format columns first: the stack's models slice them off by position.
+        X = sp.hstack([sp.csr_matrix(inputs.text_format), X]).tocsr()
+        n_format = inputs.text_format.shape[1]
+        features += f" + {n_format} caption format features"
+
     def make():
         return sparse_text_stack(inputs.seed, config.nb_alpha, config.sgd_alpha, config.inner_folds,
-                                 config.greedy_steps)
+                                 config.greedy_steps, n_format, config.format_iter)
 
-    return Plan(X, make,
-                params={"features": f"hashed char 1-{config.char_ngram_max} + word 1-{config.word_ngram_max} grams"})
+    return Plan(X, make, params={"features": features})
 
 
 @register_attack("blind:greedy_ngrams", family="blind", paper=BLIND_MIA, config=GreedyNgramConfig,
@@ -96,6 +109,18 @@ def greedy_ngrams(inputs: ShiftInputs, config: GreedyNgramConfig) -> Plan:
     X = inputs.ngrams(config.analyzer, 1, config.ngram_max)
     return Plan(X, lambda: GreedyNgramClassifier(config.min_count, config.min_ratio, config.max_steps),
                 params={"features": f"hashed {config.analyzer} 1-{config.ngram_max} grams"})
+
+
+@register_attack("blind:text_format", family="blind", paper=BLIND_MIA, config=TextFormatConfig,
+                 modalities=("text",), needs_labels=True, tags=("default",))
+def text_format(inputs: ShiftInputs, config: TextFormatConfig) -> Plan:
+    """Gradient boosting on caption format features (length, tokens, digits, case, punctuation,
+    URLs, years): the form-level side of the bag-of-words baseline of Das, Zhang, Tramèr 2024
+    (arXiv 2406.16201)."""
+    from mmia.shift.models import format_classifier
+
+    return Plan(inputs.text_format, lambda: format_classifier(inputs.seed, config.max_iter),
+                params={"features": int(inputs.text_format.shape[1])})
 
 
 @register_attack("blind:date_detection", family="blind", paper=BLIND_MIA, config=DateConfig,
