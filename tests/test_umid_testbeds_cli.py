@@ -158,3 +158,11 @@ def test_registry_and_demo_step(clip_tb, tmp_path):
     assert {"umid", "umid-name-control", "umid-media-cosine", "umid-sequential"} <= got
     assert set(table.columns) >= got
     assert demo_step(type(clip_tb)(name="other", root=tmp_path, target_kind=None, modalities=()), ctx) == []
+
+
+def test_load_contrastive_refuses_other_model_kinds(tmp_path):
+    from mmia.errors import InputError
+
+    (tmp_path / "config.json").write_text('{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}')
+    with pytest.raises(InputError, match="causal-lm model, not a CLIP- or CLAP-style model"):
+        load_contrastive(tmp_path)
