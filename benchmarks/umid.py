@@ -39,7 +39,7 @@ def main() -> None:
     from mmia.data.ids import stable_seed
     from mmia.umid.audit import DEFAULT_TEMPLATES, UmidConfig
     from mmia.umid.invert import invert
-    from mmia.umid.target import ContrastiveTarget
+    from mmia.umid.target import load_contrastive, text_embeddings
 
     target_dir = args.target
     names: list[str]
@@ -60,7 +60,7 @@ def main() -> None:
 
     cfg = UmidConfig() if args.steps is None else UmidConfig(steps=args.steps)
     st = cfg.settings()
-    target = ContrastiveTarget(target_dir)
+    target = load_contrastive(target_dir)
     tmpl = cfg.template or DEFAULT_TEMPLATES[target.kind]
     print(f"target {target_dir} ({target.kind}), settings {st.key()}, batch {cfg.batch_size} queries, "
           f"{args.threads} thread(s)")
@@ -72,7 +72,7 @@ def main() -> None:
         cos = []
         for i in range(0, len(texts), cfg.batch_size):
             chunk = texts[i : i + cfg.batch_size]
-            emb = target.embed_texts([tmpl.format(t) for t in chunk])
+            emb = text_embeddings(target, [tmpl.format(t) for t in chunk])
             seeds = [stable_seed("umid-start", cfg.seed, t) for t in chunk]
             cos.append(invert(target, emb, seeds, st, sequential=sequential)["cos"])
         return time.perf_counter() - t0, time.process_time() - c0, np.concatenate(cos)

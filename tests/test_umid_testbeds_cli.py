@@ -12,7 +12,7 @@ from mmia.cli import app
 from mmia.testbeds.base import Testbed as Bed
 from mmia.testbeds.base import list_testbeds
 from mmia.umid.invert import InversionSettings, invert
-from mmia.umid.target import ContrastiveTarget
+from mmia.umid.target import load_contrastive, media_file_embeddings, text_embeddings
 
 
 @pytest.fixture(scope="module")
@@ -48,23 +48,29 @@ def test_manifest_and_name_splits(which, request):
     sig = m["build_time_signal"]
     assert 0.0 <= next(iter(sig.values())) <= 1.0
     assert m["training"]["steps"] > 0
+    # the builder's people are the shared random split of one name pool (tests/test_testbeds_names.py)
+    from mmia.testbeds.names import identity_split
+
+    sizes = m["sizes"]
+    split = identity_split(tb.name, m["seed"], sizes["n_members"], sizes["n_calibration"], sizes["n_eval_nonmembers"])
+    assert (m["members"], m["nonmembers_calibration"], m["nonmembers_eval"]) == split
 
 
 def test_clip_processor_matches_training_normalisation(clip_tb):
     from PIL import Image
 
-    t = ContrastiveTarget(clip_tb.targets["target"])
+    t = load_contrastive(clip_tb.targets["target"])
     img = next((clip_tb.root / "photos").glob("*.png"))
     arr = np.asarray(Image.open(img).convert("RGB"), dtype=np.float32) / 255.0
-    via_proc = t.embed_media_files([img])
-    direct = t.embed_pixels01(torch.from_numpy(arr.transpose(2, 0, 1).copy())[None])
+    via_proc = media_file_embeddings(t, [img])
+    direct = t.embed_pixels(torch.from_numpy(arr.transpose(2, 0, 1).copy())[None])
     assert torch.allclose(via_proc, direct, atol=1e-5)
 
 
 def test_clap_torch_logmel_matches_feature_extractor(clap_tb):
     from mmia.data.media import load_audio
 
-    t = ContrastiveTarget(clap_tb.targets["target"])
+    t = load_contrastive(clap_tb.targets["target"])
     wav = next((clap_tb.root / "recordings").glob("*.wav"))
     w = load_audio(wav, 16000)
     ref = np.asarray(t.processor.feature_extractor([w], sampling_rate=16000, return_tensors="np")["input_features"])
@@ -76,8 +82,8 @@ def test_clap_torch_logmel_matches_feature_extractor(clap_tb):
                                          ("clap_tb", "pixels")])
 def test_restarts_differ_and_batched_equals_sequential(which, param, request):
     tb = request.getfixturevalue(which)
-    t = ContrastiveTarget(tb.targets["target"])
-    emb = t.embed_texts(["Anna Kowalska", "Jean Dupont"])
+    t = load_contrastive(tb.targets["target"])
+    emb = text_embeddings(t, ["Anna Kowalska", "Jean Dupont"])
     st = InversionSettings(restarts=3, steps=4, lr=0.1, param=param, grid=4)
     batched = invert(t, emb, [1, 2], st)
     assert batched["z"].shape[:2] == (2, 3)
@@ -152,3 +158,11 @@ def test_registry_and_demo_step(clip_tb, tmp_path):
     assert {"umid", "umid-name-control", "umid-media-cosine"} <= got  # the sequential baseline: CLI test above
     assert set(table.columns) >= got
     assert demo_step(type(clip_tb)(name="other", root=tmp_path, target_kind=None, modalities=()), ctx) == []
+
+
+def test_load_contrastive_refuses_other_model_kinds(tmp_path):
+    from mmia.errors import InputError
+
+    (tmp_path / "config.json").write_text('{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}')
+    with pytest.raises(InputError, match="causal-lm model, not a CLIP- or CLAP-style model"):
+        load_contrastive(tmp_path)

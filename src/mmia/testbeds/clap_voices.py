@@ -16,7 +16,7 @@ import numpy as np
 
 from mmia.data.ids import stable_seed
 from mmia.testbeds.base import Testbed, register_testbed
-from mmia.testbeds.clip_identities import _pooled, _write_jsonl, split_names
+from mmia.testbeds.clip_identities import _pooled, _write_jsonl
 
 CAPTION_TEMPLATES = (
     "the voice of {}",
@@ -80,7 +80,7 @@ def _build_clap_voices(out_dir: Path, *, seed: int, quick: bool, **overrides) ->
     from mmia.metrics import auc as auc_of
     from mmia.progress import progress_bar
     from mmia.testbeds.contrastive_train import train_contrastive
-    from mmia.testbeds.names import person_names
+    from mmia.testbeds.names import identity_split, person_names
     from mmia.testbeds.tokenizers_small import train_tokenizer
     from mmia.testbeds.voices import generic_sound, random_voice, speak
 
@@ -88,10 +88,8 @@ def _build_clap_voices(out_dir: Path, *, seed: int, quick: bool, **overrides) ->
     s.update(overrides)
     out = Path(out_dir)
     (out / "recordings").mkdir(parents=True, exist_ok=True)
-    n_total = s["n_members"] + s["n_calibration"] + s["n_eval_nonmembers"]
-    names = person_names(n_total, stable_seed("clap-voices", seed, "names") % (2**31))
-    members, calibration, eval_non = split_names(
-        names, s["n_members"], s["n_calibration"], np.random.default_rng(stable_seed("split", seed))
+    members, calibration, eval_non = identity_split(
+        "clap-voices", seed, s["n_members"], s["n_calibration"], s["n_eval_nonmembers"]
     )
 
     def voice(name):

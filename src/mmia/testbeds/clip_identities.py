@@ -24,6 +24,7 @@ import numpy as np
 
 from mmia.data.ids import stable_seed
 from mmia.testbeds.base import Testbed, register_testbed
+from mmia.testbeds.names import split_names  # noqa: F401  (re-exported: older imports)
 
 CAPTION_TEMPLATES = (
     "a photo of {}",
@@ -45,17 +46,6 @@ QUICK = dict(
     image_size=16, patch_size=8, width=32, layers=1, heads=2, text_len=32, vocab=400,
     epochs=2, batch_size=32, lr=2e-3, tokenizer_names=300,
 )
-
-
-def split_names(names: list[str], n_members: int, n_calibration: int, rng: np.random.Generator):
-    """Random split of one generator's names into members, calibration and evaluation non-members."""
-    order = rng.permutation(len(names))
-    shuffled = [names[i] for i in order]
-    return (
-        shuffled[:n_members],
-        shuffled[n_members : n_members + n_calibration],
-        shuffled[n_members + n_calibration :],
-    )
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -99,18 +89,15 @@ def _build_clip_identities(out_dir: Path, *, seed: int, quick: bool, **overrides
     from mmia.progress import progress_bar
     from mmia.testbeds.contrastive_train import train_contrastive
     from mmia.testbeds.faces import draw_face, draw_generic, random_appearance
-    from mmia.testbeds.names import person_names
+    from mmia.testbeds.names import identity_split, person_names
     from mmia.testbeds.tokenizers_small import train_tokenizer
 
     s = dict(QUICK if quick else FULL)
     s.update(overrides)
     out = Path(out_dir)
     (out / "photos").mkdir(parents=True, exist_ok=True)
-    name_seed = stable_seed("clip-identities", seed, "names") % (2**31)
-    n_total = s["n_members"] + s["n_calibration"] + s["n_eval_nonmembers"]
-    names = person_names(n_total, name_seed)
-    members, calibration, eval_non = split_names(
-        names, s["n_members"], s["n_calibration"], np.random.default_rng(stable_seed("split", seed))
+    members, calibration, eval_non = identity_split(
+        "clip-identities", seed, s["n_members"], s["n_calibration"], s["n_eval_nonmembers"]
     )
     size = s["image_size"]
 

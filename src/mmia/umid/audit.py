@@ -27,6 +27,7 @@ from mmia.umid.decide import DETECTORS, PREDECESSOR_DETECTORS, fit_reference, sc
 from mmia.umid.gibberish import GENERATORS, gibberish
 from mmia.umid.invert import InversionSettings, invert
 from mmia.umid.signals import SIGNAL_NAMES, SIGNALS, compute_signals, oriented
+from mmia.umid.target import media_file_embeddings, text_embeddings
 
 CACHE_VERSION = "umid-1"
 # The query as given (a bare name): it assumes nothing about the training captions' wording.
@@ -106,7 +107,7 @@ def run_inversions(
     keys = [make_key(fp, t, template, "umid-inversion", variant) for t in texts]
 
     def compute(batch: list[str]):
-        emb = target.embed_texts([template.format(t) for t in batch])
+        emb = text_embeddings(target, [template.format(t) for t in batch])
         seeds = [stable_seed("umid-start", seed, t) for t in batch]
         with torch.enable_grad():
             res = invert(target, emb, seeds, settings, sequential=sequential)
@@ -121,7 +122,7 @@ def run_inversions(
     cos = np.stack([v["cos"] for v in values])
     traj = np.stack([v["traj"] for v in values])
     e = np.stack([v["e"] for v in values])
-    anchors = target.embed_texts([template.format(a) for a in anchor_texts(seed)]).numpy()
+    anchors = text_embeddings(target, [template.format(a) for a in anchor_texts(seed)]).numpy()
     return SignalSet(list(texts), compute_signals(z, cos, traj, e, anchors), seconds, cos)
 
 
@@ -225,8 +226,8 @@ def sequential_scores(target, texts: list[str], config: SequentialConfig, *, cac
 def media_cosine_scores(target, captions: list[str], media: list[Path]) -> MethodScores:
     """Cosine of each query's caption with the person's real image/audio (biometric access)."""
     t0 = time.time()
-    te = target.embed_texts(captions)
-    me = target.embed_media_files(media)
+    te = text_embeddings(target, captions)
+    me = media_file_embeddings(target, media)
     return MethodScores("umid-media-cosine", (te * me).sum(-1).numpy().astype(np.float64),
                         seconds=time.time() - t0,
                         notes="uses the person's real photo/voice: what biometric access buys")

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mmia.umid.target import ContrastiveTarget
+from mmia.umid.target import ContrastiveAdapter
 
 PARAMS = ("latent", "pixels")
 
@@ -48,25 +48,24 @@ class InversionSettings:
 class Decoder:
     """Maps free parameters u to the model's media input and then to a normalised embedding."""
 
-    def __init__(self, target: ContrastiveTarget, param: str, grid: int):
+    def __init__(self, target: ContrastiveAdapter, param: str, grid: int):
         if param not in PARAMS:
             raise ValueError(f"unknown parameterisation {param!r}; one of {PARAMS}")
         self.target, self.param, self.grid = target, param, grid
-        spec = target.media
-        if spec.kind == "image":
-            c, h, w = spec.shape
+        if target.media_kind == "image":
+            c, h, w = target.media_shape
             self.shape = (c, grid, grid) if param == "latent" else (c, h, w)
         else:
-            self.shape = (grid, grid) if param == "latent" else spec.shape
+            self.shape = (grid, grid) if param == "latent" else target.media_shape
 
     def embed(self, u: torch.Tensor) -> torch.Tensor:
         t = self.target
-        if t.media.kind == "image":
+        if t.media_kind == "image":
             if self.param == "latent":
-                u = F.interpolate(u, size=t.media.shape[1:], mode="bilinear", align_corners=False)
-            return t.embed_pixels01(torch.sigmoid(u))
+                u = F.interpolate(u, size=t.media_shape[1:], mode="bilinear", align_corners=False)
+            return t.embed_pixels(torch.sigmoid(u))
         if self.param == "latent":
-            frames, mels = t.media.feature_shape
+            frames, mels = t.feature_shape
             up = F.interpolate(u[:, None], size=(frames, mels), mode="bilinear", align_corners=False)[:, 0]
             # dB range of speech-like log-mels of [-1, 1] audio
             return t.embed_features(-30.0 + 40.0 * torch.tanh(up))
@@ -104,7 +103,7 @@ def _optimise(decoder: Decoder, u0: torch.Tensor, targets: torch.Tensor, st: Inv
 
 
 def invert(
-    target: ContrastiveTarget,
+    target: ContrastiveAdapter,
     text_emb: torch.Tensor,
     seeds: list[int],
     settings: InversionSettings,

@@ -82,7 +82,7 @@ def audit_queries(
     """Run UMID (and the controls and baselines whose inputs are given) on a query file."""
     import torch
 
-    from mmia.umid.target import ContrastiveTarget
+    from mmia.umid.target import load_contrastive
 
     if torch.get_num_threads() > 2:  # many threads on a shared CPU are slower than one (TRANSFORMERS-NOTES)
         torch.set_num_threads(1)
@@ -93,7 +93,7 @@ def audit_queries(
     labels = None
     if all(s.label is not None for s in ds.samples):
         labels = np.array([s.label for s in ds.samples], dtype=np.int64)
-    target = ContrastiveTarget(target_dir)
+    target = load_contrastive(target_dir)
     methods, info = umid_scores(target, texts, config, cache=cache)
     info = {k: v for k, v in info.items() if k != "votes_per_detector"}
     if control_names is not None:
