@@ -79,7 +79,8 @@ def _print_parts(results: Path) -> None:
 
     if not results.exists():
         return
-    parts = json.loads(results.read_text())["settings"].get("seconds_by_part", {})
+    settings = json.loads(results.read_text())["settings"]
+    parts = dict(settings.get("seconds_by_part", {}), total={"wall": settings["seconds"]})
     print("first run by part (wall s / CPU s of the demo's process; builds run in worker processes):")
     for name, t in parts.items():
         cpu = f"{t['cpu']:8.1f}" if "cpu" in t else " " * 8

@@ -210,7 +210,6 @@ def run_demo(
                                                         "cpu": round(time.process_time() - c, 1)}
                 log(f"step {step.name} on {tb.name}: {len(produced)} section(s) in {took:.1f} s "
                     f"({time.process_time() - c:.1f} s CPU)")
-    timings["total"] = {"wall": round(time.perf_counter() - t0, 1)}
     testbeds = [built[n] for n in names if n in built]
     sections: list[Section] = []
     tables: list[ScoreTable] = []
