@@ -59,7 +59,7 @@ def _broken_step(tb, ctx):
 def test_demo_runs_registered_steps(tmp_path, no_steps, quick_cache):
     registry.register_demo_step("length", order=10)(_answer_length_step)
     registry.register_demo_step("broken", order=20)(_broken_step)
-    outcome = run_demo(tmp_path / "out", quick=True, cache_dir=quick_cache, log=lambda m: None)
+    outcome = run_demo(tmp_path / "out", quick=True, cache_dir=quick_cache, jobs=2, log=lambda m: None)
     names = [s.name for s in outcome.result.sections]
     assert len(names) == len(set(names))
     assert "scenes/matched · length" in names and "vlm/shifted · length" in names
@@ -94,14 +94,31 @@ def test_parallel_builds_match_the_serial_ones(tmp_path, quick_cache):
     assert built[0].manifest["ids"] == serial[0].manifest["ids"]
 
 
-def test_a_testbed_that_fails_to_build_is_reported(tmp_path, no_steps, quick_cache, monkeypatch):
+def _broken_build(out_dir, *, seed, quick):
+    raise RuntimeError("cannot build")
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_testbed_that_fails_to_build_is_reported(tmp_path, no_steps, quick_cache, monkeypatch, jobs):
     from mmia.testbeds import base
 
-    def broken(out_dir, *, seed, quick):
-        raise RuntimeError("cannot build")
-
-    monkeypatch.setitem(base._TESTBEDS, "zz-broken", base.TestbedSpec("zz-broken", "x", broken))
-    outcome = run_demo(tmp_path / "out", quick=True, cache_dir=quick_cache, log=lambda m: None)
+    monkeypatch.setitem(base._TESTBEDS, "zz-broken", base.TestbedSpec("zz-broken", "x", _broken_build))
+    outcome = run_demo(tmp_path / "out", quick=True, cache_dir=quick_cache, jobs=jobs, log=lambda m: None)
     assert outcome.failures == ["testbed zz-broken: RuntimeError: cannot build"]
     assert [s.name for s in outcome.result.sections] == ["zz-broken · build"]
     assert {tb.name for tb in outcome.testbeds} >= {"scenes", "vlm"}
+
+
+def test_steps_in_worker_processes_match_steps_in_this_process(tmp_path, no_steps, quick_cache):
+    """The pool changes where and when steps run, never what they produce or the order of sections."""
+    registry.register_demo_step("length", order=10)(_answer_length_step)
+    registry.register_demo_step("broken", order=20)(_broken_step)
+    pooled = run_demo(tmp_path / "pooled", quick=True, cache_dir=quick_cache, jobs=2, log=lambda m: None)
+    inline = run_demo(tmp_path / "inline", quick=True, cache_dir=quick_cache, jobs=1, log=lambda m: None)
+    assert [s.name for s in pooled.result.sections] == [s.name for s in inline.result.sections]
+    assert pooled.failures == inline.failures
+    a = pd.read_parquet(tmp_path / "pooled" / "scores.parquet")
+    b = pd.read_parquet(tmp_path / "inline" / "scores.parquet")
+    pd.testing.assert_frame_equal(a, b)
+    timed = pooled.result.settings["seconds_by_part"]
+    assert "length on vlm" in timed and timed["length on vlm"]["cpu"] >= 0

@@ -175,7 +175,8 @@ def demo(
     quick: bool = typer.Option(False, "--quick", help="Miniature testbeds and settings (seconds, for tests)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the testbeds and the methods."),
     cache: Path | None = typer.Option(None, "--cache", help="mmia cache folder (default: the user cache dir)."),
-    jobs: int = typer.Option(2, "--jobs", help="Testbeds built at once (each trains on one thread)."),
+    jobs: int | None = typer.Option(None, "--jobs", help="Worker processes running builds and steps side by side, "
+                                    "one thread each (default: the cores, at most 4; 1: all in this process)."),
 ):
     """The main job: build (or reuse) the testbeds, audit them with every method, report."""
     from mmia.demo import print_summary, run_demo

@@ -7,16 +7,16 @@ scores) it produced for a testbed, or nothing when it does not apply.
 
 from __future__ import annotations
 
+import os
 import time
-import traceback
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmia.attacks.registry import list_demo_steps
+from mmia.demo_jobs import DemoJobs
 from mmia.results import RunResult, ScoreTable, Section, write_results
 from mmia.testbeds.base import DemoContext, Testbed, list_testbeds
-from mmia.testbeds.build import build_testbed, default_cache_dir, is_cached
+from mmia.testbeds.build import default_cache_dir
 
 
 @dataclass
@@ -28,108 +28,21 @@ class DemoOutcome:
     n_steps: int = 0
 
 
-def _build_quietly(name: str, seed: int, cache_dir: str, quick: bool) -> str:
-    """Worker: build one testbed (its own process, one torch thread, no progress bars)."""
-    from mmia import progress
-
-    progress.set_quiet(True)
-    return str(build_testbed(name, seed=seed, cache_dir=cache_dir, quick=quick).root)
-
-
-class TestbedBuilds:
-    """Build (or reuse) testbeds, yielding each as soon as it is ready.
-
-    Cached testbeds come first; the others are built `jobs` at a time in worker processes, the
-    costliest first and then the cheapest first, and are yielded as they finish,
-    so the demo's steps can run on one testbed while others still train. Each build trains with
-    one thread. With a `failures` list, a testbed whose build fails is reported there and left
-    out; without one, the error propagates.
-    """
-
-    def __init__(self, names: list[str], *, seed: int, cache_dir: Path, quick: bool, jobs: int = 2, log=print,
-                 failures: list[str] | None = None):
-        self.names, self.seed, self.root, self.quick = list(names), seed, Path(cache_dir), quick
-        self.jobs, self.log, self.failures = jobs, log, failures
-        self.pending = 0  # builds submitted and not finished (the demo gives its steps fewer threads meanwhile)
-
-    def _fail(self, name: str, exc: Exception) -> None:
-        if self.failures is None:
-            raise exc
-        first = f"{exc.__class__.__name__}: {exc}".splitlines()[0]
-        self.failures.append(f"testbed {name}: {first}")
-        self.log(f"testbed {name} failed to build: {first}")
-
-    def _load(self, name: str) -> Testbed | None:
-        try:
-            return build_testbed(name, seed=self.seed, cache_dir=self.root, quick=self.quick)
-        except Exception as exc:
-            self._fail(name, exc)
-            return None
-
-    def __iter__(self):
-        import multiprocessing
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-        specs = {s.name: s for s in list_testbeds()}
-        todo = [n for n in self.names if not is_cached(specs[n], seed=self.seed, cache_dir=self.root,
-                                                       quick=self.quick)]
-        for n in self.names:
-            if n not in todo and (tb := self._load(n)) is not None:
-                self.log(f"testbed {n}: reused from the cache ({tb.root})")
-                yield tb
-        # The costliest build first (it is the critical path: its steps wait for it), then the
-        # others cheapest first, so the demo's steps start on them while the long one trains.
-        todo.sort(key=lambda n: specs[n].cost)
-        if todo:
-            todo.insert(0, todo.pop())
-        t = time.perf_counter()
-        if len(todo) <= 1 or self.jobs <= 1:
-            for n in todo:
-                t1 = time.perf_counter()
-                if (tb := self._load(n)) is not None:
-                    self.log(f"testbed {n}: built in {time.perf_counter() - t1:.1f} s")
-                    yield tb
-            return
-        self.log(f"building {len(todo)} testbeds, {self.jobs} at a time: {', '.join(todo)}")
-        ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
-        with ProcessPoolExecutor(max_workers=min(self.jobs, len(todo)), mp_context=ctx) as pool:
-            running = {pool.submit(_build_quietly, n, self.seed, str(self.root), self.quick): n for n in todo}
-            self.pending = len(running)
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in sorted(done, key=lambda f: todo.index(running[f])):
-                    n = running.pop(fut)
-                    self.pending = len(running)
-                    try:
-                        fut.result()
-                    except Exception as exc:
-                        self._fail(n, exc)
-                        continue
-                    self.log(f"testbed {n}: built ({time.perf_counter() - t:.1f} s since start)")
-                    if (tb := self._load(n)) is not None:
-                        yield tb
-
-
 def build_all(names: list[str], *, seed: int, cache_dir: Path, quick: bool, jobs: int = 2, log=print,
               failures: list[str] | None = None) -> list[Testbed]:
-    """Every testbed of `names` that builds, in the order given (see TestbedBuilds)."""
-    built = {tb.name: tb for tb in TestbedBuilds(names, seed=seed, cache_dir=cache_dir, quick=quick, jobs=jobs,
-                                                  log=log, failures=failures)}
-    return [built[n] for n in names if n in built]
+    """Every testbed of `names` that builds, in the order given, built `jobs` at a time (see DemoJobs).
 
-
-@contextmanager
-def _threads_while_building(builds: TestbedBuilds):
-    """Steps run with one torch thread while builds still occupy the cores, then with the default."""
-    import torch
-
-    before = torch.get_num_threads()
-    if builds.pending:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    With a `failures` list, a testbed that fails to build is reported there and left out; without
+    one, the first failure raises.
+    """
+    specs = {s.name: s for s in list_testbeds()}
+    runner = DemoJobs([specs[n] for n in names], [], seed=seed, cache_dir=cache_dir, quick=quick, jobs=jobs, log=log)
+    for res in runner:
+        if res.error is not None:
+            if failures is None:
+                raise RuntimeError(f"testbed {res.testbed} failed to build: {res.error}")
+            failures.append(f"testbed {res.testbed}: {res.error}")
+    return [runner.testbeds[n] for n in names if n in runner.testbeds]
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -159,57 +72,63 @@ def run_demo(
     quick: bool = False,
     seed: int = 0,
     cache_dir: str | Path | None = None,
-    jobs: int = 2,
+    jobs: int | None = None,
     log=print,
 ) -> DemoOutcome:
-    """Build the testbeds, run the demo steps, write results.json, scores.parquet and report.html."""
+    """Build the testbeds, run the demo steps, write results.json, scores.parquet and report.html.
+
+    `jobs` worker processes (default: the cores, at most 4, as each holds a model in memory) run
+    the builds and steps side by side; 1 runs them all in this process.
+    """
     from mmia.report import render_report
 
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     t0 = time.perf_counter()
+    jobs = jobs or min(os.cpu_count() or 1, 4)
     failures: list[str] = []
     timings: dict[str, dict[str, float]] = {}
-    names = [s.name for s in list_testbeds() if s.in_demo]
-    builds = TestbedBuilds(names, seed=seed, cache_dir=cache_root, quick=quick, jobs=jobs, log=log,
-                           failures=failures)
+    specs = [s for s in list_testbeds() if s.in_demo]
+    names = [s.name for s in specs]
     steps = list_demo_steps()
     if not steps:
         log("no demo steps are registered yet: method families add themselves with "
             "mmia.attacks.registry.register_demo_step; writing the testbeds' summary only")
     ctx = DemoContext(out_dir=out / "work", cache_dir=cache_root / "values", seed=seed, quick=quick)
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
-    by_testbed: dict[str, list[tuple[Section, ScoreTable | None]]] = {}
-    built: dict[str, Testbed] = {}
-    for tb in builds:  # steps run on each testbed as soon as it is ready, while the others still build
-        built[tb.name] = tb
-        produced_here = by_testbed.setdefault(tb.name, [])
-        for step in steps:
-            t, c = time.perf_counter(), time.process_time()
-            try:
-                with _threads_while_building(builds):
-                    produced = step.run(tb, ctx) or []
-            except Exception as exc:  # one broken step must not lose the others' results
-                first = f"{exc.__class__.__name__}: {exc}".splitlines()[0]
-                failures.append(f"{tb.name} · {step.name}: {first}")
-                log(f"step {step.name} failed on {tb.name}: {first}")
-                produced_here.append((Section(name=f"{tb.name} · {step.name}", command=step.name,
-                                              verdict="error", notes=first,
-                                              verdict_detail=traceback.format_exc(limit=3)), None))
-                continue
-            for section, _ in produced:
-                if not section.name.startswith(f"{tb.name}/"):
-                    section.name = f"{tb.name}/{section.name}"
-                section.command = section.command or step.name
-            produced_here.extend(produced)
-            if produced:
-                took = time.perf_counter() - t
-                # CPU time too (this process): on a shared machine it says what a step costs
-                timings[f"{step.name} on {tb.name}"] = {"wall": round(took, 1),
-                                                        "cpu": round(time.process_time() - c, 1)}
-                log(f"step {step.name} on {tb.name}: {len(produced)} section(s) in {took:.1f} s "
-                    f"({time.process_time() - c:.1f} s CPU)")
+    produced_by: dict[tuple[str, str], list[tuple[Section, ScoreTable | None]]] = {}
+    runner = DemoJobs(specs, steps, seed=seed, cache_dir=cache_root, quick=quick, ctx=ctx, jobs=jobs, log=log)
+    # Builds and steps run side by side in worker processes; results come back as each finishes.
+    for res in runner:
+        if res.kind == "build":
+            if res.error is not None:
+                failures.append(f"testbed {res.testbed}: {res.error}")
+                log(f"testbed {res.testbed} failed to build: {res.error}")
+            elif not res.reused:
+                timings[f"build {res.testbed}"] = {"wall": round(res.wall, 1), "cpu": round(res.cpu, 1)}
+                log(f"testbed {res.testbed}: built in {res.wall:.1f} s ({time.perf_counter() - t0:.1f} s since start)")
+            else:
+                log(f"testbed {res.testbed}: reused from the cache ({res.root})")
+            continue
+        if res.error is not None:
+            failures.append(f"{res.testbed} · {res.step}: {res.error}")
+            log(f"step {res.step} failed on {res.testbed}: {res.error}")
+            produced_by[res.testbed, res.step] = [(Section(name=f"{res.testbed} · {res.step}", command=res.step,
+                                                           verdict="error", notes=res.error,
+                                                           verdict_detail=res.detail), None)]
+            continue
+        for section, _ in res.produced:
+            if not section.name.startswith(f"{res.testbed}/"):
+                section.name = f"{res.testbed}/{section.name}"
+            section.command = section.command or res.step
+        produced_by[res.testbed, res.step] = res.produced
+        if res.produced:
+            # CPU time of the worker that ran it: on a shared machine it says what a step costs
+            timings[f"{res.step} on {res.testbed}"] = {"wall": round(res.wall, 1), "cpu": round(res.cpu, 1)}
+            log(f"step {res.step} on {res.testbed}: {len(res.produced)} section(s) in {res.wall:.1f} s "
+                f"({res.cpu:.1f} s CPU)")
+    built = runner.testbeds
     testbeds = [built[n] for n in names if n in built]
     sections: list[Section] = []
     tables: list[ScoreTable] = []
@@ -219,8 +138,8 @@ def run_demo(
             name, _, why = failure.partition(": ")
             sections.append(Section(name=_unique(f"{name.removeprefix('testbed ')} · build", taken),
                                     verdict="error", notes=why))
-    for tb in testbeds:  # a fixed order, whichever testbed finished building first
-        for section, table in by_testbed[tb.name]:
+    for tb in testbeds:  # a fixed order, whichever job finished first
+        for section, table in (pair for step in steps for pair in produced_by.get((tb.name, step.name), [])):
             section.name = _unique(section.name, taken)
             sections.append(section)
             if table is not None:
@@ -237,7 +156,7 @@ def run_demo(
             "steps": [s.name for s in steps],
             "testbeds": {tb.name: _testbed_summary(tb) for tb in testbeds},
             "seconds": round(time.perf_counter() - t0, 1),
-            "seconds_by_part": timings,  # wall (and CPU) seconds of each step that produced sections
+            "seconds_by_part": timings,  # wall and CPU seconds of each build and of each step that produced sections
         },
         notes=_notes(testbeds, steps),
     )

@@ -48,7 +48,7 @@ def is_cached(spec: TestbedSpec, *, seed: int, cache_dir: str | Path | None, qui
 
 
 def build_testbed(
-    name: str,
+    name: str | TestbedSpec,
     *,
     seed: int = 0,
     cache_dir: str | Path | None = None,
@@ -60,9 +60,10 @@ def build_testbed(
 
     `cache_dir` is mmia's cache root (default: the user cache dir); builds go to its `testbeds/`
     folder as `<name>-<seed>-<version>`. With `out`, the cached testbed is copied to `out` and the
-    handle points there.
+    handle points there. `name` may be the spec itself (the demo's worker processes get specs, so
+    that a testbed registered at run time builds there too).
     """
-    spec = get_spec(name)
+    spec = name if isinstance(name, TestbedSpec) else get_spec(name)
     root = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()) / "testbeds"
     root.mkdir(parents=True, exist_ok=True)
     final = root / entry_name(spec, seed, quick)

@@ -1,0 +1,171 @@
+"""The demo's work as jobs: testbed builds and (testbed, step) pairs, run on a pool of processes.
+
+Each worker process runs one job at a time on one torch thread, so `jobs` workers keep `jobs`
+cores busy from the first build to the last step; steps start on a testbed as soon as it is
+built, while other testbeds still train. Builds go first (they unlock steps), the costliest one
+first since its steps wait for it, then the cheapest first; steps then run in the order their
+testbeds became ready. With `jobs=1` the same jobs run in this process, in the same order.
+
+Workers get the spec and step objects themselves (pickled by reference to their functions), so
+testbeds and steps registered at run time, e.g. by tests, run there too.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmia.testbeds.base import DemoContext, Testbed, TestbedSpec
+from mmia.testbeds.build import build_testbed, entry_name, is_cached
+
+
+@dataclass
+class JobResult:
+    """What one job produced: a built testbed's folder, or a step's (Section, ScoreTable | None) pairs."""
+
+    kind: str  # "build" or "step"
+    testbed: str
+    step: str | None = None
+    root: str | None = None
+    produced: list = field(default_factory=list)
+    wall: float = 0.0
+    cpu: float = 0.0  # CPU seconds of the process that ran the job, while it ran
+    error: str | None = None  # first line of the exception, when the job failed
+    detail: str | None = None  # a short traceback
+    reused: bool = False  # a build found in the cache
+
+    @property
+    def name(self) -> str:
+        return f"testbed {self.testbed}" if self.kind == "build" else f"step {self.step} on {self.testbed}"
+
+
+def _first_line(exc: BaseException) -> str:
+    return f"{exc.__class__.__name__}: {exc}".splitlines()[0]
+
+
+def _init_worker() -> None:
+    import torch
+
+    from mmia import progress
+
+    torch.set_num_threads(1)
+    progress.set_quiet(True)
+
+
+def _build_job(spec: TestbedSpec, seed: int, cache_dir: str, quick: bool) -> JobResult:
+    t, c = time.perf_counter(), time.process_time()
+    res = JobResult("build", spec.name)
+    try:
+        res.root = str(build_testbed(spec, seed=seed, cache_dir=cache_dir, quick=quick).root)
+    except Exception as exc:
+        res.error, res.detail = _first_line(exc), traceback.format_exc(limit=3)
+    res.wall, res.cpu = time.perf_counter() - t, time.process_time() - c
+    return res
+
+
+def _step_job(step, testbed: Testbed, ctx: DemoContext) -> JobResult:
+    t, c = time.perf_counter(), time.process_time()
+    res = JobResult("step", testbed.name, step=step.name)
+    try:
+        res.produced = list(step.run(testbed, ctx) or [])
+    except Exception as exc:  # one broken step must not lose the others' results
+        res.error, res.detail = _first_line(exc), traceback.format_exc(limit=3)
+    res.wall, res.cpu = time.perf_counter() - t, time.process_time() - c
+    return res
+
+
+class DemoJobs:
+    """Iterate over the results of every build and step job, as each finishes.
+
+    `specs` are the testbeds to build or reuse, `steps` the demo steps to run on each. Cached
+    testbeds are loaded here and reported first (a build result with no timing); a testbed that
+    fails to build (or to load) is reported with its error and gets no step jobs.
+    """
+
+    def __init__(self, specs: list[TestbedSpec], steps: list, *, seed: int, cache_dir: Path, quick: bool,
+                 ctx: DemoContext | None = None, jobs: int = 2, log=print):
+        self.specs, self.steps, self.seed, self.cache_dir = list(specs), list(steps), seed, Path(cache_dir)
+        self.quick, self.ctx, self.jobs, self.log = quick, ctx, max(1, jobs), log
+        self.testbeds: dict[str, Testbed] = {}
+
+    def _ready(self, name: str, root: str | Path, queue: deque) -> JobResult | None:
+        """Load a built testbed and queue its steps; a load failure comes back as a failed build."""
+        try:
+            self.testbeds[name] = Testbed.from_dir(Path(root))
+        except Exception as exc:
+            return JobResult("build", name, error=_first_line(exc), detail=traceback.format_exc(limit=3))
+        queue.extend(("step", step, self.testbeds[name]) for step in self.steps)
+        return None
+
+    def __iter__(self):
+        queue: deque = deque()
+        todo = []
+        for spec in self.specs:
+            if is_cached(spec, seed=self.seed, cache_dir=self.cache_dir, quick=self.quick):
+                root = self.cache_dir / "testbeds" / entry_name(spec, self.seed, self.quick)
+                yield self._ready(spec.name, root, queue) or JobResult("build", spec.name, root=str(root), reused=True)
+            else:
+                todo.append(spec)
+        # The costliest build first (its steps wait for it), then the cheapest first, so that
+        # steps start early on the small testbeds.
+        todo.sort(key=lambda s: s.cost)
+        if todo:
+            todo.insert(0, todo.pop())
+        if todo:
+            self.log(f"building {len(todo)} testbed(s): {', '.join(s.name for s in todo)}")
+        builds = deque(("build", spec) for spec in todo)
+        yield from (self._inline if self.jobs == 1 else self._pooled)(builds, queue)
+
+    def _next(self, builds: deque, queue: deque):
+        return builds.popleft() if builds else queue.popleft()
+
+    def _run(self, job) -> JobResult:
+        if job[0] == "build":
+            return _build_job(job[1], self.seed, str(self.cache_dir), self.quick)
+        return _step_job(job[1], job[2], self.ctx)
+
+    def _finish(self, res: JobResult, queue: deque) -> JobResult:
+        if res.kind == "build" and res.error is None:
+            return self._ready(res.testbed, res.root, queue) or res
+        return res
+
+    def _inline(self, builds: deque, queue: deque):
+        while builds or queue:
+            yield self._finish(self._run(self._next(builds, queue)), queue)
+
+    def _pooled(self, builds: deque, queue: deque):
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
+        with ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx, initializer=_init_worker) as pool:
+            running: dict = {}
+            while builds or queue or running:
+                while (builds or queue) and len(running) < self.jobs:
+                    job = self._next(builds, queue)
+                    try:
+                        fut = (pool.submit(_build_job, job[1], self.seed, str(self.cache_dir), self.quick)
+                               if job[0] == "build" else pool.submit(_step_job, job[1], job[2], self.ctx))
+                    except Exception as exc:  # the pool broke (a worker was killed, e.g. out of memory)
+                        yield _failed(job, exc)
+                        continue
+                    running[fut] = job
+                if not running:
+                    continue
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    job = running.pop(fut)
+                    try:
+                        res = fut.result()
+                    except Exception as exc:  # the worker died, or the job could not be sent to it
+                        res = _failed(job, exc)
+                    yield self._finish(res, queue)
+
+
+def _failed(job: tuple, exc: BaseException) -> JobResult:
+    res = JobResult("build", job[1].name) if job[0] == "build" else JobResult("step", job[2].name, step=job[1].name)
+    res.error, res.detail = _first_line(exc), traceback.format_exc(limit=3)
+    return res
