@@ -75,11 +75,15 @@ def audit_queries(
     config: UmidConfig | None = None,
     *,
     control_names: Path | None = None,
+    control_limit: int | None = None,
     media: Path | None = None,
     sequential: SequentialConfig | None = None,
     cache=None,
 ) -> AuditOutput:
-    """Run UMID (and the controls and baselines whose inputs are given) on a query file."""
+    """Run UMID (and the controls and baselines whose inputs are given) on a query file.
+
+    `control_limit` keeps the first names of `control_names` only (the demo's cheaper control).
+    """
     import torch
 
     from mmia.umid.target import load_contrastive
@@ -97,7 +101,7 @@ def audit_queries(
     methods, info = umid_scores(target, texts, config, cache=cache)
     info = {k: v for k, v in info.items() if k != "votes_per_detector"}
     if control_names is not None:
-        ref = [s.text.strip() for s in _load_queries(control_names).samples]
+        ref = [s.text.strip() for s in _load_queries(control_names).samples][:control_limit]
         methods.append(run_name_control(target, texts, config, ref, cache=cache))
     if media is not None:
         mds = _load_media(media, target.kind)
@@ -190,30 +194,20 @@ def demo_step(testbed, ctx):
     settings = {"steps": 10, "reference_size": 20, "restarts": 3} if ctx.quick else (DEMO_CLAP if clap else {})
     cfg = UmidConfig(seed=ctx.seed, **settings)
     control = testbed.splits.get("calibration")
-    if control is not None and clap and not ctx.quick:
-        control = _first_rows(Path(control), DEMO_CLAP_CONTROL_NAMES, Path(ctx.out_dir) / testbed.name)
+    limit = DEMO_CLAP_CONTROL_NAMES if clap and not ctx.quick else None
     media_split = "photos" if testbed.name == "clip-identities" else "recordings"
     with Cache(Path(ctx.cache_dir)) as cache:
         out = audit_queries(
-            testbed.splits["queries"], testbed.targets["target"], cfg,
-            control_names=control, media=testbed.splits.get(media_split), cache=cache,
+            testbed.splits["queries"], testbed.targets["target"], cfg, control_names=control,
+            control_limit=limit, media=testbed.splits.get(media_split), cache=cache,
         )
     section, table = to_results(out, name=f"{testbed.name}: umid", queries=testbed.splits["queries"],
                                 target=testbed.targets["target"],
-                                settings={"umid": cfg.model_dump(), "control_names": str(control)})
+                                settings={"umid": cfg.model_dump(), "control_names": str(control),
+                                          "control_limit": limit})
     if settings and not ctx.quick:
         section.notes += (f" Demo settings: {settings}, {DEMO_CLAP_CONTROL_NAMES} control names; the defaults, "
                           "the predecessors' baseline and the held-out figures are in docs/umid.md.")
     else:
         section.notes += " The predecessors' sequential baseline is measured in docs/umid.md, not in the demo."
     return [(section, table)]
-
-
-def _first_rows(path: Path, n: int, out_dir: Path) -> Path:
-    """The first n rows of a JSON Lines file, written beside the demo's outputs."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"first-{n}-{path.name}"
-    with open(path, encoding="utf-8") as src:
-        lines = [line for line in src if line.strip()][:n]
-    out.write_text("".join(lines), encoding="utf-8")
-    return out
