@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmia.attacks.registry import list_demo_steps
 from mmia.demo_jobs import DemoJobs
+from mmia.progress import progress_bar
 from mmia.results import RunResult, ScoreTable, Section, write_results
 from mmia.testbeds.base import DemoContext, Testbed, list_testbeds
 from mmia.testbeds.build import default_cache_dir
@@ -43,6 +45,37 @@ def build_all(names: list[str], *, seed: int, cache_dir: Path, quick: bool, jobs
                 raise RuntimeError(f"testbed {res.testbed} failed to build: {res.error}")
             failures.append(f"testbed {res.testbed}: {res.error}")
     return [runner.testbeds[n] for n in names if n in runner.testbeds]
+
+
+def _collect(res, failures: list[str], timings: dict, produced_by: dict, log, t0: float) -> None:
+    """File one job's result: failures, timings and the sections it produced."""
+    if res.kind == "build":
+        if res.error is not None:
+            failures.append(f"testbed {res.testbed}: {res.error}")
+            log(f"testbed {res.testbed} failed to build: {res.error}")
+        elif not res.reused:
+            timings[f"build {res.testbed}"] = {"wall": round(res.wall, 1), "cpu": round(res.cpu, 1)}
+            log(f"testbed {res.testbed}: built in {res.wall:.1f} s ({time.perf_counter() - t0:.1f} s since start)")
+        else:
+            log(f"testbed {res.testbed}: reused from the cache ({res.root})")
+        return
+    if res.error is not None:
+        failures.append(f"{res.testbed} · {res.step}: {res.error}")
+        log(f"step {res.step} failed on {res.testbed}: {res.error}")
+        produced_by[res.testbed, res.step] = [(Section(name=f"{res.testbed} · {res.step}", command=res.step,
+                                                       verdict="error", notes=res.error,
+                                                       verdict_detail=res.detail), None)]
+        return
+    for section, _ in res.produced:
+        if not section.name.startswith(f"{res.testbed}/"):
+            section.name = f"{res.testbed}/{section.name}"
+        section.command = section.command or res.step
+    produced_by[res.testbed, res.step] = res.produced
+    if res.produced:
+        # CPU time of the worker that ran it: on a shared machine it says what a step costs
+        timings[f"{res.step} on {res.testbed}"] = {"wall": round(res.wall, 1), "cpu": round(res.cpu, 1)}
+        log(f"step {res.step} on {res.testbed}: {len(res.produced)} section(s) in {res.wall:.1f} s "
+            f"({res.cpu:.1f} s CPU)")
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -100,34 +133,14 @@ def run_demo(
     produced_by: dict[tuple[str, str], list[tuple[Section, ScoreTable | None]]] = {}
     runner = DemoJobs(specs, steps, seed=seed, cache_dir=cache_root, quick=quick, ctx=ctx, jobs=jobs, log=log)
     # Builds and steps run side by side in worker processes; results come back as each finishes.
-    for res in runner:
-        if res.kind == "build":
-            if res.error is not None:
-                failures.append(f"testbed {res.testbed}: {res.error}")
-                log(f"testbed {res.testbed} failed to build: {res.error}")
-            elif not res.reused:
-                timings[f"build {res.testbed}"] = {"wall": round(res.wall, 1), "cpu": round(res.cpu, 1)}
-                log(f"testbed {res.testbed}: built in {res.wall:.1f} s ({time.perf_counter() - t0:.1f} s since start)")
-            else:
-                log(f"testbed {res.testbed}: reused from the cache ({res.root})")
-            continue
-        if res.error is not None:
-            failures.append(f"{res.testbed} · {res.step}: {res.error}")
-            log(f"step {res.step} failed on {res.testbed}: {res.error}")
-            produced_by[res.testbed, res.step] = [(Section(name=f"{res.testbed} · {res.step}", command=res.step,
-                                                           verdict="error", notes=res.error,
-                                                           verdict_detail=res.detail), None)]
-            continue
-        for section, _ in res.produced:
-            if not section.name.startswith(f"{res.testbed}/"):
-                section.name = f"{res.testbed}/{section.name}"
-            section.command = section.command or res.step
-        produced_by[res.testbed, res.step] = res.produced
-        if res.produced:
-            # CPU time of the worker that ran it: on a shared machine it says what a step costs
-            timings[f"{res.step} on {res.testbed}"] = {"wall": round(res.wall, 1), "cpu": round(res.cpu, 1)}
-            log(f"step {res.step} on {res.testbed}: {len(res.produced)} section(s) in {res.wall:.1f} s "
-                f"({res.cpu:.1f} s CPU)")
+    # The bar counts jobs (a build or reuse per testbed, a step per testbed); with one job at a
+    # time the steps run here and show their own bars instead.
+    bar_cm = progress_bar("demo", len(specs) * (1 + len(steps)), unit="jobs") if jobs > 1 else nullcontext()
+    with bar_cm as bar:
+        for res in runner:
+            _collect(res, failures, timings, produced_by, log, t0)
+            if bar is not None:
+                bar.advance(1 + (len(steps) if res.kind == "build" and res.error else 0))
     built = runner.testbeds
     testbeds = [built[n] for n in names if n in built]
     sections: list[Section] = []
