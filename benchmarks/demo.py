@@ -81,7 +81,7 @@ def _print_parts(results: Path) -> None:
         return
     settings = json.loads(results.read_text())["settings"]
     parts = dict(settings.get("seconds_by_part", {}), total={"wall": settings["seconds"]})
-    print("first run by part (wall s / CPU s of the demo's process; builds run in worker processes):")
+    print("first run by job (wall s / CPU s of the worker process that ran it; jobs run side by side):")
     for name, t in parts.items():
         cpu = f"{t['cpu']:8.1f}" if "cpu" in t else " " * 8
         print(f"  {name:<32} {t['wall']:8.1f} {cpu}")
