@@ -122,3 +122,15 @@ def test_steps_in_worker_processes_match_steps_in_this_process(tmp_path, no_step
     pd.testing.assert_frame_equal(a, b)
     timed = pooled.result.settings["seconds_by_part"]
     assert "length on vlm" in timed and timed["length on vlm"]["cpu"] >= 0
+
+
+def test_jobs_start_with_the_costliest_build_then_the_cheapest(tmp_path):
+    from mmia.demo_jobs import DemoJobs
+    from mmia.testbeds.base import TestbedSpec
+
+    specs = [TestbedSpec(f"t{cost}", "x", _broken_build, cost=cost) for cost in (5, 50, 1, 20)]
+    logged = []
+    results = list(DemoJobs(specs, [], seed=0, cache_dir=tmp_path, quick=True, jobs=1, log=logged.append))
+    assert [r.testbed for r in results] == ["t50", "t1", "t5", "t20"]
+    assert all(r.kind == "build" and r.error == "RuntimeError: cannot build" for r in results)
+    assert logged == ["building 4 testbed(s): t50, t1, t5, t20"]
