@@ -8,12 +8,13 @@ It is tokenised as `tokens(prefix) + tokens(sep + answer)`, so every neighbour o
 shares the prefix token for token.
 
 Paths, chosen by what the neighbours change:
-- text changes (answer, text or prompt): the longest token prefix shared by the original and
-  all its neighbours (media tokens, and the prompt when only the answer changes) is run ONCE
-  with the pixel values; its key-value cache is repeated over the batch and only the rest of
-  each sequence is fed on top of it.
-- text changes but the template puts text before the media (no shared prefix holding the
-  media tokens): the vision tower + projector run ONCE per sample; each neighbour's input
+- text changes (answer, text or prompt): the original's whole sequence runs ONCE with the pixel
+  values; each neighbour reuses the original's hidden states and key-value cache over the
+  longest token prefix it shares with it (media tokens, the prompt when only the answer
+  changes, and the answer up to its first edit), and only its tail runs, tails packed several
+  to a batch row under a 4-D mask (`mmia.fimmia.packing`), on the cache broadcast over the rows.
+- text changes but a tail holds media tokens (a template with text before the media, and the
+  prompt changes): the vision tower + projector run ONCE per sample; each neighbour's input
   embeddings get those image features scattered in, and only the language model runs.
 - media changes: every neighbour has its own pixel values; one batched full forward.
 `reuse=False` scores every row from scratch (full forward with pixel values per row): the
@@ -25,32 +26,56 @@ position with a real vocabulary).
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from mmia.fimmia.packing import common_prefix_len, hidden_index, pack_tails
+
 SCORER_VERSION = "1"
+
+
+def losses_at(head, table: torch.Tensor, index: list[list[int]], answers) -> list[float]:
+    """Mean cross-entropy of each row's answer, where `table[index[i][j]]` is the hidden state that
+    predicts answer token j of row i; NaN for a row without answer tokens. One gather and one
+    lm_head call for all rows (the head is the largest matmul per position)."""
+    rows = [i for i, ans in enumerate(answers) for _ in ans]
+    if not rows:
+        return [float("nan")] * len(answers)
+    dev = table.device
+    flat = torch.tensor([k for ix in index for k in ix], device=dev)
+    logits = head(table[flat]).float()
+    targets = torch.tensor([t for ans in answers for t in ans], device=dev)
+    nll = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    sums = torch.zeros(len(answers), dtype=nll.dtype, device=dev).index_add_(0, torch.tensor(rows, device=dev), nll)
+    counts = torch.tensor([len(a) for a in answers], dtype=nll.dtype, device=dev)
+    return (sums / counts).tolist()  # 0/0 -> NaN for an empty answer
 
 
 def answer_losses(head, hidden: torch.Tensor, starts, answers) -> list[float]:
     """Mean cross-entropy of each row's answer tokens, where `hidden[i, starts[i] - 1 + j]` is the
     state that predicts answer token j of row i; NaN for a row without answer tokens."""
-    rows, cols, targets = [], [], []
-    for i, (s, ans) in enumerate(zip(starts, answers, strict=True)):
-        rows += [i] * len(ans)
-        cols += range(s - 1, s - 1 + len(ans))
-        targets += ans
-    if not targets:
-        return [float("nan")] * len(answers)
-    dev = hidden.device
-    rows_t = torch.tensor(rows, device=dev)
-    logits = head(hidden[rows_t, torch.tensor(cols, device=dev)]).float()
-    nll = torch.nn.functional.cross_entropy(logits, torch.tensor(targets, device=dev), reduction="none")
-    sums = torch.zeros(len(answers), dtype=nll.dtype, device=dev).index_add_(0, rows_t, nll)
-    counts = torch.tensor([len(a) for a in answers], dtype=nll.dtype, device=dev)
-    return (sums / counts).tolist()  # 0/0 -> NaN for an empty answer
+    width = hidden.shape[1]
+    index = [list(range(i * width + s - 1, i * width + s - 1 + len(a))) for i, (s, a) in enumerate(
+        zip(starts, answers, strict=True))]
+    return losses_at(head, hidden.reshape(-1, hidden.shape[-1]), index, answers)
+
+
+def _broadcast_cache(cache, n: int, length: int):
+    """A shallow copy of a batch-1 KV cache cut to its first `length` positions and broadcast (not
+    copied) over `n` rows: the forward concatenates new keys/values onto it (one copy, which it
+    makes anyway) and never writes into the original's tensors, so one cache serves every call."""
+    out = copy.copy(cache)
+    out.layers = []
+    for layer in cache.layers:
+        new = copy.copy(layer)
+        new.keys = layer.keys[:, :, :length].expand(n, -1, -1, -1)
+        new.values = layer.values[:, :, :length].expand(n, -1, -1, -1)
+        out.layers.append(new)
+    return out
 
 
 @dataclass
@@ -103,6 +128,9 @@ class LlavaScorer:
         self.max_frames = max_frames
         self.fingerprint = fingerprint_dir(self.model_dir)
         self._tokens_per_image: int | None = None
+        self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self._prefix_memo: dict[tuple[str | None, int], list[int]] = {}
+        self._cache_kwarg = "cache" in inspect.signature(type(self.model.model).forward).parameters
 
     def settings(self) -> dict:
         """What changes the losses (part of every cache key); `reuse` does not, by design."""
@@ -129,20 +157,33 @@ class LlavaScorer:
         return self._tokens_per_image
 
     def prefix_ids(self, prompt: str | None, n_images: int) -> list[int]:
-        text = self.prompt_template.format(media=self.image_token * n_images, prompt=prompt or "")
-        text = text.replace(self.image_token, self.image_token * self.tokens_per_image)
-        ids = self.tokenizer(text)["input_ids"]
-        if not ids and self.tokenizer.bos_token_id is not None:
-            ids = [self.tokenizer.bos_token_id]  # the first answer token needs something to follow
-        return ids
+        """Media tokens and prompt; memoised, since a sample's text neighbours mostly repeat its
+        prompt (and its tens of media tokens make the tokenisation the dear part)."""
+        key = (prompt, n_images)
+        if key not in self._prefix_memo:
+            text = self.prompt_template.format(media=self.image_token * n_images, prompt=prompt or "")
+            text = text.replace(self.image_token, self.image_token * self.tokens_per_image)
+            ids = self.tokenizer(text)["input_ids"]
+            if not ids and self.tokenizer.bos_token_id is not None:
+                ids = [self.tokenizer.bos_token_id]  # the first answer token needs something to follow
+            if len(self._prefix_memo) >= 1024:
+                self._prefix_memo.clear()
+            self._prefix_memo[key] = ids
+        return list(self._prefix_memo[key])
 
     def answer_ids(self, answer: str, prompt: str | None) -> list[int]:
         """Answer tokens: `answer_template` (e.g. " {answer}</s>", the format a model was trained
         on) when set; else the separator, only after a prompt not already ending in a space."""
+        return self.answers_ids([answer], [prompt])[0]
+
+    def answers_ids(self, answers: list[str], prompts: list[str | None]) -> list[list[int]]:
+        """`answer_ids` of many rows in one tokenizer call."""
         if self.answer_template is not None:
-            return self.tokenizer(self.answer_template.format(answer=answer), add_special_tokens=False)["input_ids"]
-        sep = self.answer_sep if prompt and not prompt[-1].isspace() else ""
-        return self.tokenizer(sep + answer, add_special_tokens=False)["input_ids"]
+            texts = [self.answer_template.format(answer=a) for a in answers]
+        else:
+            texts = [(self.answer_sep if p and not p[-1].isspace() else "") + a for a, p in zip(answers, prompts,
+                                                                                                 strict=True)]
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
 
     def images_of(self, media: np.ndarray | None, field: str | None) -> list[np.ndarray]:
         """The images fed for a medium: one image, or up to `max_frames` evenly spaced frames."""
@@ -186,36 +227,56 @@ class LlavaScorer:
             out += self._answer_losses(hidden, [len(r.prefix) for r in chunk], [r.answer for r in chunk])
         return out
 
+    def _lm(self, **kwargs):
+        """The LLaVA model (no lm_head); `cache` is the KV-cache argument's name since transformers
+        5.x renamed it from `past_key_values`."""
+        if "cache" in kwargs and not self._cache_kwarg:
+            kwargs["past_key_values"] = kwargs.pop("cache")
+        return self.model.model(**kwargs)
+
+    @staticmethod
+    def _attention_mask(allowed: torch.Tensor, dtype) -> torch.Tensor:
+        """A custom (B, 1, Q, K) additive mask: taken as-is by both eager attention and SDPA (where
+        it measured a little faster on CPU than the boolean form)."""
+        # (not allowed) * min: several times cheaper on CPU than masked_fill_ with a boolean mask
+        return (allowed.logical_not().to(dtype) * torch.finfo(dtype).min)[:, None]
+
     def score_on_shared_prefix(self, rows: list[Row]) -> list[float] | None:
-        """Rows that share their media: run the longest shared token prefix (media tokens
-        included) ONCE with the pixel values, then score each row's remaining prompt tokens and
-        answer on a copy of its KV cache. None when the shared prefix does not hold every media
-        token (a template with text before the media): the caller then reuses vision features."""
-        prefixes = [r.prefix for r in rows]
-        first = prefixes[0]
-        n = min(len(p) for p in prefixes)  # never share answer tokens: every row keeps its answer
-        shared = 0
-        while shared < n and all(p[shared] == first[shared] for p in prefixes):
-            shared += 1
+        """Rows that share their media, rows[0] the original: run its whole sequence ONCE with the
+        pixel values; every other row takes the original's hidden states and KV cache over the
+        longest token prefix it shares with it (media tokens, the unchanged prompt, the answer up to
+        the first edit) and runs only its tail, tails packed several to a batch row (see
+        `mmia.fimmia.packing`). None when a row has media tokens in its tail (a template with text
+        before the media, a prompt edit): the caller then reuses vision features."""
         image_id = self.model.config.image_token_id
-        if shared == 0 or first[:shared].count(image_id) != first.count(image_id):
+        seqs = [r.prefix + r.answer for r in rows]
+        ref = seqs[0]
+        shared = [common_prefix_len(ref, s) for s in seqs]
+        if any(image_id in s[c:] for s, c in zip(seqs, shared, strict=True)):
             return None
-        ids = torch.tensor([first[:shared]], dtype=torch.long, device=self.device)
-        pre = self.model.model(input_ids=ids, pixel_values=rows[0].pixel_values, use_cache=True)
-        last = pre.last_hidden_state[:, -1:]
-        out = []
-        for s in range(0, len(rows), self.batch_size):
-            chunk = rows[s : s + self.batch_size]
-            cache = copy.deepcopy(pre.past_key_values)
-            cache.batch_repeat_interleave(len(chunk))
-            rest, rmask = self._pad([r.prefix[shared:] + r.answer for r in chunk])
-            mask = torch.cat([torch.ones((len(chunk), shared), dtype=torch.long, device=self.device), rmask], 1)
-            hidden = self.model.model(input_ids=rest, attention_mask=mask, past_key_values=cache).last_hidden_state
-            hidden = torch.cat([last.expand(len(chunk), -1, -1), hidden], dim=1)
-            # hidden[i, 0] is the last shared position; answer token j sits at len(prefix)+j overall
-            starts = [len(r.prefix) - shared + 1 for r in chunk]
-            out += self._answer_losses(hidden, starts, [r.answer for r in chunk])
-        return out
+        ref_ids = torch.tensor([ref], dtype=torch.long, device=self.device)
+        pre = self._lm(input_ids=ref_ids, pixel_values=rows[0].pixel_values, use_cache=True)
+        cache = pre.cache if hasattr(pre, "cache") else pre.past_key_values
+        n = len(ref)
+        # the last token of a row predicts nothing: its tail stops before it
+        packed = pack_tails([s[c : len(s) - 1] for s, c in zip(seqs, shared, strict=True)], shared, self._pad_id)
+        table = [pre.last_hidden_state[0]]
+        dtype = pre.last_hidden_state.dtype
+        for b in range(0, packed.n_bins, self.batch_size):
+            sl = slice(b, b + self.batch_size)
+            mask = self._attention_mask(torch.from_numpy(packed.allowed[sl]).to(self.device), dtype)
+            hidden = self._lm(
+                input_ids=torch.from_numpy(packed.ids[sl]).to(self.device),
+                position_ids=torch.from_numpy(packed.positions[sl]).to(self.device),
+                attention_mask=mask,
+                cache=_broadcast_cache(cache, mask.shape[0], packed.n_past),
+            ).last_hidden_state
+            table.append(hidden.reshape(-1, hidden.shape[-1]))
+        idx = [
+            hidden_index(len(r.prefix), len(s), c, n, f)
+            for r, s, c, f in zip(rows, seqs, shared, packed.flat_start, strict=True)
+        ]
+        return losses_at(self.model.get_output_embeddings(), torch.cat(table), idx, [r.answer for r in rows])
 
     def score_prompts_on_features(self, prefixes: list[list[int]], pixel_values, answer: list[int]) -> list[float]:
         """Run the vision tower + projector once; reuse its features for every prefix."""
@@ -260,22 +321,18 @@ class LlavaScorer:
         pv = self.pixel_values(orig_images) if orig_images else None
         n_img = len(orig_images)
         orig_prefix = self.prefix_ids(sample.prompt, n_img)
-        orig_answer = self.answer_ids(getattr(sample, target), sample.prompt)
+        texts = [sample, *neighbours]  # every answer in one tokenizer call
+        orig_answer, *nb_answers = self.answers_ids([getattr(x, target) for x in texts], [x.prompt for x in texts])
 
-        def media_row(nb):
-            imgs = self.images_of(nb.media, nb.field)
-            answer = self.answer_ids(getattr(nb, target), nb.prompt)
-            return Row(self.prefix_ids(nb.prompt, len(imgs)), answer, self.pixel_values(imgs))
+        def row(i: int) -> Row:
+            nb = neighbours[i]
+            if nb.media is None:
+                return Row(self.prefix_ids(nb.prompt, n_img), nb_answers[i], pv)
+            imgs = self.images_of(nb.media, nb.field)  # the media changes: its own pixel values
+            return Row(self.prefix_ids(nb.prompt, len(imgs)), nb_answers[i], self.pixel_values(imgs))
 
         if not self.reuse:
-            rows = [Row(orig_prefix, orig_answer, pv)]
-            for nb in neighbours:
-                if nb.media is not None:
-                    rows.append(media_row(nb))
-                else:
-                    ans = self.answer_ids(getattr(nb, target), nb.prompt)
-                    rows.append(Row(self.prefix_ids(nb.prompt, n_img), ans, pv))
-            losses = self.score_rows(rows)
+            losses = self.score_rows([Row(orig_prefix, orig_answer, pv)] + [row(i) for i in range(len(neighbours))])
             return losses[0], np.asarray(losses[1:], dtype=np.float64)
 
         nb_losses = np.full(len(neighbours), np.nan)
@@ -284,17 +341,13 @@ class LlavaScorer:
         for i, nb in enumerate(neighbours):
             groups.setdefault(nb.field, []).append(i)
         for field, idx in groups.items():
-            nbs = [neighbours[i] for i in idx]
+            rows = [Row(orig_prefix, orig_answer, pv)] + [row(i) for i in idx]
             if field in ("answer", "text", "prompt"):
-                rows = [Row(orig_prefix, orig_answer, pv)] + [
-                    Row(self.prefix_ids(nb.prompt, n_img), self.answer_ids(getattr(nb, target), nb.prompt), pv)
-                    for nb in nbs
-                ]
                 losses = self.score_on_shared_prefix(rows)
                 if losses is None:
                     losses = self.score_prompts_on_features([r.prefix for r in rows], pv, orig_answer)
             else:  # the media changes: each neighbour needs its own vision pass
-                losses = self.score_rows([Row(orig_prefix, orig_answer, pv)] + [media_row(nb) for nb in nbs])
+                losses = self.score_rows(rows)
             orig_loss = losses[0] if orig_loss is None else orig_loss
             nb_losses[idx] = losses[1:]
         return orig_loss, nb_losses

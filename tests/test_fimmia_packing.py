@@ -1,0 +1,69 @@
+"""Packed neighbour tails on the original's KV cache: the mask, and equality with scoring from scratch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mmia.fimmia.packing import common_prefix_len, hidden_index, pack_tails
+
+
+def test_pack_tails_mask_positions_and_slots():
+    tails = [[], [7, 8, 9], [5], [6, 6], [1, 2, 3]]
+    shared = [10, 4, 9, 0, 6]
+    p = pack_tails(tails, shared, pad_id=99)
+    width = 3
+    assert p.ids.shape[1] == width and p.n_past == 9  # the longest prefix a non-empty tail needs
+    assert p.allowed.shape == (p.n_bins, width, p.n_past + width)
+    assert p.n_bins * width < width * 4  # packed: fewer slots than one row per tail
+    for i, (t, c) in enumerate(zip(tails, shared, strict=True)):
+        if not t:
+            continue
+        b, q0 = divmod(p.flat_start[i], width)
+        assert p.ids[b, q0 : q0 + len(t)].tolist() == t
+        assert p.positions[b, q0 : q0 + len(t)].tolist() == list(range(c, c + len(t)))
+        for q in range(len(t)):
+            seen = np.flatnonzero(p.allowed[b, q0 + q])
+            want = [*range(c), *range(p.n_past + q0, p.n_past + q0 + q + 1)]
+            assert seen.tolist() == want  # the shared prefix, then its own tail up to itself
+    assert p.allowed.any(axis=-1).all()  # no query without a key (SDPA would give NaN)
+    used = {p.flat_start[i] + j for i, t in enumerate(tails) for j in range(len(t))}
+    assert (p.ids.reshape(-1)[[k for k in range(p.ids.size) if k not in used]] == 99).all()
+
+
+def test_hidden_index_splits_at_the_shared_prefix():
+    # row of length 8, answer from 5 (predicted by positions 4..6), shares 6 tokens with the reference
+    # (12 hidden states), its tail starts at flat slot 20
+    assert hidden_index(5, 8, 6, 12, 20) == [4, 5, 12 + 20 + 0]
+    assert hidden_index(5, 8, 8, 12, 20) == [4, 5, 6]  # the whole row is shared: all from the reference
+    assert hidden_index(5, 8, 2, 12, 20) == [12 + 20 + 2, 12 + 20 + 3, 12 + 20 + 4]
+    assert common_prefix_len([1, 2, 3], [1, 2, 4, 5]) == 2 and common_prefix_len([1], [1]) == 1
+
+
+@pytest.fixture(scope="module")
+def llava(tmp_path_factory):
+    from mmia.testbeds.random_llava import build_random_llava
+
+    torch.set_num_threads(1)
+    return build_random_llava(tmp_path_factory.mktemp("llava") / "m", image_size=32, patch_size=8)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 32])
+def test_packed_tails_equal_scratch(llava, batch_size):
+    """Rows that share all, most, part or only the media of the original's tokens, one whose
+    answer is empty and one that is a prefix of the original: losses as if each ran alone."""
+    from mmia.fimmia.scoring import LlavaScorer, Row
+
+    sc = LlavaScorer(llava, batch_size=batch_size, device="cpu")
+    pv = sc.pixel_values([np.full((24, 24, 3), 128, dtype=np.uint8)])
+    prefix = sc.prefix_ids("describe it", 1)
+    other = sc.prefix_ids("describe that one", 1)
+    answer = [11, 12, 13, 14, 15, 16, 17, 18]
+    answers = [answer, answer, answer[:5] + [30, 31], [40] + answer, answer[:3], [], answer[:7] + [2, 2, 2, 2], answer]
+    rows = [Row(prefix, a, pv) for a in answers[:-1]] + [Row(other, answers[-1], pv)]
+    fast = sc.score_on_shared_prefix(rows)
+    slow = sc.score_rows(rows)
+    np.testing.assert_allclose(fast, slow, atol=1e-5)
+    assert np.isnan(fast[5]) and np.isnan(slow[5])
+    assert len(set(np.round(fast[:5], 4))) == 4  # rows really differ (0 and 1 are the same row)
