@@ -16,13 +16,21 @@ answer starts where the two token sequences first differ.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from mmia.targets.base import ANSWER, AUDIO, IMAGE, OTHER, PROMPT, Encoded
 from mmia.targets.fast_pixels import FastPixels
-from mmia.targets.token_stats import DIST_STATS, STAT_NAMES, TARGET_STATS, stats_from_rows
+from mmia.targets.token_stats import (
+    DIST_STATS,
+    STAT_NAMES,
+    TARGET_STATS,
+    gather_rows,
+    stats_from_rows,
+    stats_workspace,
+)
 
 
 def _joined(prompt_part: str, answer: str, has_prompt: bool) -> tuple[str, str]:
@@ -282,6 +290,13 @@ class _Generative:
         logits, _ = self.logits(batch)
         return self.reduce_logits(logits, batch)
 
+    def _stats_group(self, logits, vocab: int) -> tuple[int, dict | None]:
+        """(rows per group of vocabulary-sized work, workspace of its buffers or None)."""
+        if logits.device.type == "cpu":
+            return _stats_group_cpu(vocab)
+        # Accelerators: big groups (fewer kernel launches); their caching allocator reuses memory.
+        return max(1, (1 << 25) // max(1, vocab)), None
+
     def reduce_logits(self, logits, batch: list[Encoded]) -> list[dict[str, np.ndarray]]:
         """The statistics half of `token_stats`, from a batch's logits (the engine runs it in a
         worker thread while the model runs on the next batch)."""
@@ -310,12 +325,13 @@ class _Generative:
             src = torch.from_numpy(grid // rows * width + grid % rows).to(logits.device)
             targets = torch.from_numpy(np.concatenate(tgt)).to(logits.device)
             flat_logits = logits.reshape(b * width, vocab)
-            group = max(1, (1 << 25) // max(1, vocab))
+            group, work = self._stats_group(logits, vocab)
             with torch.inference_mode():
                 for g in range(0, len(grid), group):
                     stop = min(g + group, len(grid))
                     k_t = max(0, min(n_t, stop) - g)
-                    st = stats_from_rows(flat_logits.index_select(0, src[g:stop]), targets[g : g + k_t], k_t)
+                    rows_in = gather_rows(flat_logits, src[g:stop], work)
+                    st = stats_from_rows(rows_in, targets[g : g + k_t], k_t, work)
                     dist = torch.stack([st[k] for k in DIST_STATS]).float().cpu().numpy()
                     for k, v in zip(DIST_STATS, dist, strict=True):
                         flat[k][grid[g:stop]] = v
@@ -330,6 +346,19 @@ class _Generative:
             rec["codes"] = e.codes.copy()
             out.append(rec)
         return out
+
+
+_STATS_WORK = threading.local()
+
+
+def _stats_group_cpu(vocab: int) -> tuple[int, dict]:
+    # On CPU, about 2^19 logits (2 MiB of float32) per group: a group's handful of temporaries
+    # stay in the caches, the per-group Python overhead stays small (a few thousand rows per
+    # group with a small vocabulary, at least 32 rows with a large one), and the temporaries
+    # are buffers kept per thread (the engine reduces in a worker thread; the lowercase view's
+    # stream in another), grown once and reused, never page-faulted in again.
+    work = _STATS_WORK.__dict__.setdefault("work", stats_workspace())
+    return max(32, (1 << 19) // max(1, vocab)), work
 
 
 def stat_rows(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
