@@ -319,7 +319,10 @@ class _Generative:
         t_rows, d_rows = np.concatenate(t_rows), np.concatenate(d_rows)
         grid = np.concatenate([t_rows, d_rows])
         n_t = len(t_rows)
-        flat = {k: np.full(b * rows, np.nan, dtype=np.float32) for k in STAT_NAMES}
+        # One (statistic, grid row) array: rows 0-4 the DIST_STATS, 5-9 the TARGET_STATS, so a
+        # group's results land in two assignments and each sample's in one copy.
+        flat = np.full((len(_STAT_ORDER), b * rows), np.nan, dtype=np.float32)
+        n_d = len(DIST_STATS)
         if len(grid):
             # Row r of the (b, rows) grid is row (r // rows) * width + r % rows of the logits.
             src = torch.from_numpy(grid // rows * width + grid % rows).to(logits.device)
@@ -332,22 +335,21 @@ class _Generative:
                     k_t = max(0, min(n_t, stop) - g)
                     rows_in = gather_rows(flat_logits, src[g:stop], work)
                     st = stats_from_rows(rows_in, targets[g : g + k_t], k_t, work)
-                    dist = torch.stack([st[k] for k in DIST_STATS]).float().cpu().numpy()
-                    for k, v in zip(DIST_STATS, dist, strict=True):
-                        flat[k][grid[g:stop]] = v
+                    flat[:n_d, grid[g:stop]] = torch.stack([st[k] for k in DIST_STATS]).float().cpu().numpy()
                     if k_t:
                         tv = torch.stack([st[k] for k in TARGET_STATS]).float().cpu().numpy()
-                        for k, v in zip(TARGET_STATS, tv, strict=True):
-                            flat[k][grid[g : g + k_t]] = v
+                        flat[n_d:, grid[g : g + k_t]] = tv
         out = []
         for i, e in enumerate(batch):
             n = max(len(e) - 1, 0)
-            rec = {k: v[i * rows : i * rows + n].copy() for k, v in flat.items()}
+            block = flat[:, i * rows : i * rows + n].copy()  # each statistic a contiguous row of it
+            rec = {k: block[_STAT_ORDER[k]] for k in STAT_NAMES}
             rec["codes"] = e.codes.copy()
             out.append(rec)
         return out
 
 
+_STAT_ORDER = {k: j for j, k in enumerate(DIST_STATS + TARGET_STATS)}
 _STATS_WORK = threading.local()
 
 
