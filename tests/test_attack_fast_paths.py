@@ -203,3 +203,19 @@ def test_shared_slices_and_sorts_give_each_attacks_own_scores(tiny_dir, tmp_path
                     col = f"_k{round(cfg.k * 100):d}_a{'inf' if a == float('inf') else f'{a:g}'}@{sl}"
                     assert (np.isnan(got[col]) and np.isnan(want)) or got[col] == want, (name, col)
         assert rec.memo  # the record did hold the shared slices
+
+
+def test_top_gap_equals_topk_bit_for_bit():
+    from mmia.targets.token_stats import _top_gap
+
+    torch.manual_seed(0)
+    p = torch.softmax(torch.randn(64, 50) * torch.logspace(-3, 2, 64).unsqueeze(1), -1)
+    p[0] = 1 / 50  # uniform: every entry ties
+    p[1, 7] = p[1].max()  # the maximum twice
+    p[2] = 0.0
+    p[2, 3] = 1.0  # one-hot
+    p[3, :2] = torch.tensor([0.5, 0.5 - 2**-25])  # the two largest one float apart
+    top2 = p.topk(2, dim=-1).values
+    p_max, gap = _top_gap(p, torch.empty_like(p), torch.empty_like(p))
+    assert torch.equal(p_max, top2[:, 0]) and torch.equal(gap, top2[:, 0] - top2[:, 1])
+    assert gap[0] == 0 and gap[1] == 0 and gap[2] == 1 and gap[3] > 0
