@@ -354,13 +354,13 @@ _STATS_WORK = threading.local()
 
 
 def _stats_group_cpu(vocab: int) -> tuple[int, dict]:
-    # On CPU, about 2^19 logits (2 MiB of float32) per group: a group's handful of temporaries
-    # stay in the caches, the per-group Python overhead stays small (a few thousand rows per
-    # group with a small vocabulary, at least 32 rows with a large one), and the temporaries
-    # are buffers kept per thread (the engine reduces in a worker thread; the lowercase view's
-    # stream in another), grown once and reused, never page-faulted in again.
+    # On CPU, about 2^19 logits (2 MiB of float32) per group: a group's seven buffers stay in
+    # the caches and the per-group Python overhead stays small (1024 rows at V = 512; at least
+    # 8 rows, ~5 MiB a buffer at V = 152k). The buffers are kept per thread (the engine reduces
+    # in a worker thread, the lowercase view's stream in another; they go with the thread),
+    # grown once and reused: fresh multi-MiB tensors are page-faulted in anew on every batch.
     work = _STATS_WORK.__dict__.setdefault("work", stats_workspace())
-    return max(32, (1 << 19) // max(1, vocab)), work
+    return max(8, (1 << 19) // max(1, vocab)), work
 
 
 def stat_rows(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
