@@ -269,11 +269,13 @@ class _Generative:
             inputs[key] = torch.cat(parts, dim=0)
         return inputs
 
-    def logits(self, batch: list[Encoded]):
-        """One forward pass over a padded batch: (logits (B, T, V), attention mask (B, T))."""
+    def logits(self, batch: list[Encoded], inputs: dict | None = None):
+        """One forward pass over a padded batch: (logits (B, T, V), attention mask (B, T)).
+        `inputs`: `collate(batch)` when the caller has it already (the engine collates the next
+        batch in its encoding thread)."""
         import torch
 
-        inputs = self.collate(batch)
+        inputs = self.collate(batch) if inputs is None else inputs
         floats = {k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)
                   for k, v in inputs.items()}
         with torch.inference_mode():
