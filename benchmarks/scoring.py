@@ -16,8 +16,9 @@ Usage:
     python benchmarks/scoring.py --model DIR --data FILE
 Options: --n N samples (default 64), --batch-size B (default 16), --rounds R (default 3: the ways
 run in turn R times, the median of each is shown), --no-loop (skip the slow per-sample loop).
-Each way's wall time and the process's CPU time (time.process_time, all threads) are printed,
-with the ratios of both and the load average.
+Each way's wall time, the process's CPU time (time.process_time, all threads) and its minor
+page faults (getrusage; each costs the kernel ~1 us of CPU here, see docs/attacks.md) are
+printed, with the ratios of wall and CPU time and the load average.
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+
+
+def _minor_faults() -> int:
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def _vlm_testbed(testbed_dir: str | None):
@@ -121,12 +130,14 @@ def main() -> None:
     # is the work done, which other processes' load barely changes.
     wall = {k: [] for k in ways}
     cpu = {k: [] for k in ways}
+    faults = {k: [] for k in ways}
     for _ in range(args.rounds):
         for k, f in ways.items():
-            c0, t0 = time.process_time(), time.perf_counter()
+            f0, c0, t0 = _minor_faults(), time.process_time(), time.perf_counter()
             f()
             wall[k].append(time.perf_counter() - t0)
             cpu[k].append(time.process_time() - c0)
+            faults[k].append(_minor_faults() - f0)
     w = {k: statistics.median(v) for k, v in wall.items()}
     c = {k: statistics.median(v) for k, v in cpu.items()}
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
@@ -136,9 +147,9 @@ def main() -> None:
     print(f"median of {args.rounds} interleaved rounds; load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     names = {"raw": "raw batched forward passes", "enc": "encoding + raw forward", "pipe": "mmia pipeline",
              "loop": "per-sample loop"}
-    print(f"{'':27s}  {'wall s':>8s}  {'cpu s':>8s}  {'samples/s (wall)':>16s}")
+    print(f"{'':27s}  {'wall s':>8s}  {'cpu s':>8s}  {'samples/s (wall)':>16s}  {'page faults':>11s}")
     for k in ways:
-        print(f"{names[k]:27s}  {w[k]:8.3f}  {c[k]:8.3f}  {n / w[k]:16.1f}")
+        print(f"{names[k]:27s}  {w[k]:8.3f}  {c[k]:8.3f}  {n / w[k]:16.1f}  {statistics.median(faults[k]):11.0f}")
 
     def ratio(label, a, b, aim=""):
         print(f"{label:27s}  {w[a] / w[b]:7.2f}x  {c[a] / c[b]:7.2f}x  {aim}")

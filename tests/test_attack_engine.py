@@ -73,9 +73,9 @@ CHILD = textwrap.dedent("""
 
     target = load_target(sys.argv[1])
     inner = target.logits
-    def slow(batch):
+    def slow(batch, inputs=None):
         time.sleep(0.5)  # room for the parent to kill us between batches
-        return inner(batch)
+        return inner(batch, inputs)
     target.logits = slow
     ds = load_dataset(sys.argv[2])
     with Cache(sys.argv[3]) as cache:

@@ -160,3 +160,62 @@ def test_attack_means_are_numpys_bit_for_bit():
     for n in (1, 2, 7, 100, 1001):
         x = rng.standard_normal(n) * 10 ** rng.uniform(-3, 3)
         assert S._mean(x) == x.mean()
+
+
+def test_row_groups_and_reused_buffers_change_no_statistic(tiny_dir, tmp_path, monkeypatch):  # noqa: F811
+    """Statistics in small row groups through the per-thread buffers (reused from batch to
+    batch) equal those of one group in fresh tensors, bit for bit."""
+    import mmia.targets.generative as G
+
+    ds = _dataset(tmp_path, [(32, 32, 3)] * 5)
+    t = load_target(tiny_dir("llava"))
+    batches = [t.encode_batch(ds.samples[:3]), t.encode_batch(ds.samples[3:])]
+    logits = [t.logits(b)[0] for b in batches]
+    monkeypatch.setattr(t, "_stats_group", lambda lg, vocab: (1 << 30, None))
+    want = [t.reduce_logits(lg, b) for lg, b in zip(logits, batches, strict=True)]
+    work = G.stats_workspace()
+    for rows in (3, 7, 1000):
+        monkeypatch.setattr(t, "_stats_group", lambda lg, vocab, rows=rows: (rows, work))
+        got = [t.reduce_logits(lg, b) for lg, b in zip(logits, batches, strict=True)]
+        for g, w in zip(sum(got, []), sum(want, []), strict=True):
+            assert g.keys() == w.keys()
+            for k in g:
+                np.testing.assert_array_equal(g[k], w[k], err_msg=f"{k} in groups of {rows}")
+
+
+def test_shared_slices_and_sorts_give_each_attacks_own_scores(tiny_dir, tmp_path):  # noqa: F811
+    """MaxRényi-K% and MinRényi-K% read sorted slices memoised on one record: the same scores, bit
+    for bit, as sorting each slice afresh."""
+    from mmia.attacks.records import values
+
+    ds = _dataset(tmp_path, [(32, 32, 3)] * 4)
+    t = load_target(tiny_dir("llava"))
+    specs = {s.name: s for s in select_attacks(None, t.kind, ds.modalities, has_reference=False)}
+    for smp, st in zip(ds.samples, t.token_stats(t.encode_batch(ds.samples)), strict=True):
+        rec = SampleRecord(smp, stats=st)  # both attacks on the same record, as the runner does
+        for name, largest in (("max_k_renyi", True), ("min_k_renyi", False)):
+            cfg = specs[name].make_config()
+            got = specs[name].run(rec, cfg)
+            for a in cfg.alphas:
+                stat = {1.0: "entropy", float("inf"): "renyi_inf"}.get(a, f"renyi_{a:g}")
+                for sl in cfg.slices:
+                    want = S.k_renyi(values(st, stat, sl), cfg.k, largest)
+                    col = f"_k{round(cfg.k * 100):d}_a{'inf' if a == float('inf') else f'{a:g}'}@{sl}"
+                    assert (np.isnan(got[col]) and np.isnan(want)) or got[col] == want, (name, col)
+        assert rec.memo  # the record did hold the shared slices
+
+
+def test_top_gap_equals_topk_bit_for_bit():
+    from mmia.targets.token_stats import _top_gap
+
+    torch.manual_seed(0)
+    p = torch.softmax(torch.randn(64, 50) * torch.logspace(-3, 2, 64).unsqueeze(1), -1)
+    p[0] = 1 / 50  # uniform: every entry ties
+    p[1, 7] = p[1].max()  # the maximum twice
+    p[2] = 0.0
+    p[2, 3] = 1.0  # one-hot
+    p[3, :2] = torch.tensor([0.5, 0.5 - 2**-25])  # the two largest one float apart
+    top2 = p.topk(2, dim=-1).values
+    p_max, gap = _top_gap(p, torch.empty_like(p), torch.empty_like(p))
+    assert torch.equal(p_max, top2[:, 0]) and torch.equal(gap, top2[:, 0] - top2[:, 1])
+    assert gap[0] == 0 and gap[1] == 0 and gap[2] == 1 and gap[3] > 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -23,6 +23,9 @@ class SampleRecord:
     lower: dict | None = None
     reference: dict | None = None
     embeddings: dict | None = None
+    # What several attacks derive from the same statistics (a slice's row mask, its sorted
+    # values), found once per sample: see `slice_values` and `sorted_values`.
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def slice_rows(stats: dict, slice_name: str) -> np.ndarray:
@@ -52,3 +55,25 @@ def slice_text(sample, slice_name: str) -> str:
     if slice_name == "prompt":
         return sample.prompt or ""
     return sample.answer if sample.prompt is not None else (sample.text or "")
+
+
+def slice_values(rec: SampleRecord, stat: str, slice_name: str, view: str = "stats") -> np.ndarray:
+    """`values(getattr(rec, view), stat, slice_name)`, the slice's row mask found once per record."""
+    stats = getattr(rec, view)
+    if stats is None:
+        return np.zeros(0)
+    key = (view, slice_name)
+    rows = rec.memo.get(key)
+    if rows is None:
+        rows = rec.memo[key] = slice_rows(stats, slice_name)
+    return stats[stat][rows]
+
+
+def sorted_values(rec: SampleRecord, stat: str, slice_name: str) -> np.ndarray:
+    """The slice's values of one statistic as sorted float64, sorted once per record (MaxRényi-K%
+    and MinRényi-K% read the same ones)."""
+    key = ("sorted", stat, slice_name)
+    out = rec.memo.get(key)
+    if out is None:
+        out = rec.memo[key] = np.sort(np.asarray(slice_values(rec, stat, slice_name), dtype=np.float64).ravel())
+    return out

@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from mmia.attacks import scoring as S
-from mmia.attacks.records import SampleRecord, slice_rows, slice_text, values
+from mmia.attacks.records import SampleRecord, slice_text, slice_values, sorted_values
 from mmia.attacks.registry import register_attack
 
 GEN = ("causal-lm", "vlm", "audio-lm")
@@ -72,36 +72,36 @@ def _k_name(k: float) -> str:
                  config=SliceConfig, target_kinds=GEN)
 def loss_attack(rec: SampleRecord, cfg: SliceConfig) -> dict:
     """Loss attack (Yeom et al. 2018): minus the mean negative log-likelihood of the slice."""
-    return {"": S.loss_score(values(rec.stats, "logp", cfg.slice))}
+    return {"": S.loss_score(slice_values(rec, "logp", cfg.slice))}
 
 
 @register_attack("zlib", family="score", paper=CARLINI, config=SliceConfig, target_kinds=GEN)
 def zlib_attack(rec: SampleRecord, cfg: SliceConfig) -> dict:
     """zlib ratio (Carlini et al. 2021): the loss divided by the zlib-compressed length of the text."""
-    return {"": S.zlib_score(values(rec.stats, "logp", cfg.slice), slice_text(rec.sample, cfg.slice))}
+    return {"": S.zlib_score(slice_values(rec, "logp", cfg.slice), slice_text(rec.sample, cfg.slice))}
 
 
 @register_attack("lowercase", family="score", paper=CARLINI, config=SliceConfig, target_kinds=GEN,
                  tags=("lower",))
 def lowercase_attack(rec: SampleRecord, cfg: SliceConfig) -> dict:
     """Lowercase ratio (Carlini et al. 2021): loss on the text over loss on its lowercased copy (a second pass)."""
-    return {"": S.lowercase_score(values(rec.stats, "logp", cfg.slice), values(rec.lower, "logp", cfg.slice))}
+    return {"": S.lowercase_score(slice_values(rec, "logp", cfg.slice), slice_values(rec, "logp", cfg.slice, "lower"))}
 
 
 @register_attack("min_k", family="score", config=KConfig, target_kinds=GEN,
                  paper="Shi et al., Detecting Pretraining Data from Large Language Models, ICLR 2024")
 def min_k_attack(rec: SampleRecord, cfg: KConfig) -> dict:
     """Min-K% Prob (Shi et al. 2024): mean log-probability of the k% least likely tokens."""
-    return {"": S.min_k_prob(values(rec.stats, "logp", cfg.slice), cfg.k)}
+    return {"": S.min_k_prob(slice_values(rec, "logp", cfg.slice), cfg.k)}
 
 
 @register_attack("min_k_pp", family="score", config=KConfig, target_kinds=GEN,
                  paper="Zhang et al., Min-K%++: Improved Baseline for Detecting Pre-Training Data from LLMs, 2024")
 def min_k_pp_attack(rec: SampleRecord, cfg: KConfig) -> dict:
     """Min-K%++ (Zhang et al. 2024): Min-K% over token log-probabilities standardised by the model's distribution."""
-    st, sl = rec.stats, cfg.slice
-    mu = -values(st, "entropy", sl)
-    return {"": S.min_k_plus_plus(values(st, "logp", sl), mu, values(st, "lp_std", sl), cfg.k)}
+    sl = cfg.slice
+    mu = -slice_values(rec, "entropy", sl)
+    return {"": S.min_k_plus_plus(slice_values(rec, "logp", sl), mu, slice_values(rec, "lp_std", sl), cfg.k)}
 
 
 @register_attack("reference", family="score", paper=CARLINI, config=ReferenceConfig, target_kinds=GEN,
@@ -112,22 +112,22 @@ def reference_attack(rec: SampleRecord, cfg: ReferenceConfig) -> dict:
     Each model's loss is its mean over its own tokenisation of the same slice text, so the
     reference may use another tokenizer; tokens are never compared across models.
     """
-    lt = -S.loss_score(values(rec.stats, "logp", cfg.slice))
-    lr = -S.loss_score(values(rec.reference, "logp", cfg.slice))
+    lt = -S.loss_score(slice_values(rec, "logp", cfg.slice))
+    lr = -S.loss_score(slice_values(rec, "logp", cfg.slice, "reference"))
     return {"": S.reference_score(lt, lr, cfg.mode)}
 
 
 def _renyi_k(rec: SampleRecord, cfg: RenyiKConfig, largest: bool) -> dict:
-    # Each slice's rows are found once and serve every alpha; columns keep the alpha-major order.
-    stats = rec.stats
-    rows = {sl: slice_rows(stats, sl) for sl in cfg.slices} if stats is not None else {}
+    # Each slice's rows are found once per sample and each (statistic, slice) sorted once, shared
+    # by MaxRényi-K% and MinRényi-K% (`sorted_values`); columns keep the alpha-major order.
+    empty = np.zeros(0)
     out = {}
     for a in cfg.alphas:
         stat = _alpha_stat(a)
         head = f"_k{_k_name(cfg.k)}_a{_alpha_name(a)}@"
         for sl in cfg.slices:
-            h = stats[stat][rows[sl]] if stats is not None else np.zeros(0)
-            out[head + sl] = S.k_renyi(h, cfg.k, largest)
+            s = sorted_values(rec, stat, sl) if rec.stats is not None else empty
+            out[head + sl] = S.k_renyi_sorted(s, cfg.k, largest)
     return out
 
 
@@ -151,11 +151,11 @@ def mod_renyi_attack(rec: SampleRecord, cfg: ModRenyiConfig) -> dict:
         if a not in (0.5, 1, 2):
             raise ValueError(f"modified Rényi alpha {a} is not computed (choose from 0.5, 1, 2)")
         for sl in cfg.slices:
-            out[f"_a{_alpha_name(a)}@{sl}"] = S.mod_renyi_score(values(rec.stats, f"mod_renyi_{a:g}", sl))
+            out[f"_a{_alpha_name(a)}@{sl}"] = S.mod_renyi_score(slice_values(rec, f"mod_renyi_{a:g}", sl))
     return out
 
 
 @register_attack("max_prob_gap", family="score", paper=VLMIA, config=GapConfig, target_kinds=GEN)
 def max_prob_gap_attack(rec: SampleRecord, cfg: GapConfig) -> dict:
     """Max-probability gap (Li et al. 2024, VL-MIA): mean gap between the two likeliest next tokens, per slice."""
-    return {f"@{sl}": S.max_prob_gap_score(values(rec.stats, "gap", sl)) for sl in cfg.slices}
+    return {f"@{sl}": S.max_prob_gap_score(slice_values(rec, "gap", sl)) for sl in cfg.slices}

@@ -109,11 +109,14 @@ def k_renyi(entropies, k: float = 0.1, largest: bool = True) -> float:
     """Max-K% (largest=True) or Min-K% Rényi: minus the mean of the k fraction of largest (or
     smallest) per-token entropies; k=0 takes the single extreme value. Members are predicted
     with lower entropy, hence the minus."""
-    h = _arr(entropies)
-    if not h.size:
+    return k_renyi_sorted(np.sort(_arr(entropies)), k, largest)
+
+
+def k_renyi_sorted(s: np.ndarray, k: float = 0.1, largest: bool = True) -> float:
+    """`k_renyi` of entropies already sorted ascending as float64 (several attacks share the sort)."""
+    if not s.size:
         return NAN
-    n = 1 if k <= 0 else _n_of(k, h.size)
-    s = np.sort(h)
+    n = 1 if k <= 0 else _n_of(k, s.size)
     chosen = s[-n:] if largest else s[:n]
     return float(-_mean(chosen))
 

@@ -91,11 +91,12 @@ def iter_token_stats(
         return keys, found, [i for i in idx if keys[i] not in found]
 
     def encode(todo):
-        """(indices encoded, their encodings, [(index, error)]); a bad sample is isolated one by one."""
+        """(indices encoded, their encodings, [(index, error)], model inputs or None); a bad sample
+        is isolated one by one. The batch is collated here too, off the thread that runs the model."""
         if not todo:
-            return [], [], []
+            return [], [], [], None
         try:
-            return list(todo), target.encode_batch([samples[i] for i in todo], transform), []
+            ok, enc, bad = list(todo), target.encode_batch([samples[i] for i in todo], transform), []
         except InputError:
             ok, enc, bad = [], [], []
             for i in todo:
@@ -104,7 +105,7 @@ def iter_token_stats(
                     ok.append(i)
                 except InputError as exc:
                     bad.append((i, exc))
-            return ok, enc, bad
+        return ok, enc, bad, (target.collate(enc) if split and enc else None)
 
     # A three-stage pipeline: a worker thread encodes batch c+1 (media decoding, tokenising)
     # and another reduces the logits of batch c to statistics while this thread runs the model
@@ -140,7 +141,7 @@ def iter_token_stats(
                 nxt = lookup(chunks[c + 1])
                 plans[c + 1] = (nxt, enc_pool.submit(encode, nxt[2]))
             plans[c] = None
-            ok, encoded, bad = fut.result()
+            ok, encoded, bad, inputs = fut.result()
             for i, exc in bad:
                 if not skip_bad:
                     raise InputError(f"sample '{samples[i].id}': {exc}", source, samples[i].row) from None
@@ -148,7 +149,7 @@ def iter_token_stats(
             stats_future = None
             if encoded:
                 if split:
-                    logits, _ = target.logits(encoded)
+                    logits, _ = target.logits(encoded, inputs)
                     stats_future = red_pool.submit(target.reduce_logits, logits, encoded)
                 else:
                     stats_future = red_pool.submit(lambda e=encoded: e and target.token_stats(e))

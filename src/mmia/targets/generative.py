@@ -16,13 +16,21 @@ answer starts where the two token sequences first differ.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from mmia.targets.base import ANSWER, AUDIO, IMAGE, OTHER, PROMPT, Encoded
 from mmia.targets.fast_pixels import FastPixels
-from mmia.targets.token_stats import DIST_STATS, STAT_NAMES, TARGET_STATS, stats_from_rows
+from mmia.targets.token_stats import (
+    DIST_STATS,
+    STAT_NAMES,
+    TARGET_STATS,
+    gather_rows,
+    stats_from_rows,
+    stats_workspace,
+)
 
 
 def _joined(prompt_part: str, answer: str, has_prompt: bool) -> tuple[str, str]:
@@ -261,11 +269,13 @@ class _Generative:
             inputs[key] = torch.cat(parts, dim=0)
         return inputs
 
-    def logits(self, batch: list[Encoded]):
-        """One forward pass over a padded batch: (logits (B, T, V), attention mask (B, T))."""
+    def logits(self, batch: list[Encoded], inputs: dict | None = None):
+        """One forward pass over a padded batch: (logits (B, T, V), attention mask (B, T)).
+        `inputs`: `collate(batch)` when the caller has it already (the engine collates the next
+        batch in its encoding thread)."""
         import torch
 
-        inputs = self.collate(batch)
+        inputs = self.collate(batch) if inputs is None else inputs
         floats = {k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)
                   for k, v in inputs.items()}
         with torch.inference_mode():
@@ -281,6 +291,13 @@ class _Generative:
         """
         logits, _ = self.logits(batch)
         return self.reduce_logits(logits, batch)
+
+    def _stats_group(self, logits, vocab: int) -> tuple[int, dict | None]:
+        """(rows per group of vocabulary-sized work, workspace of its buffers or None)."""
+        if logits.device.type == "cpu":
+            return _stats_group_cpu(vocab)
+        # Accelerators: big groups (fewer kernel launches); their caching allocator reuses memory.
+        return max(1, (1 << 25) // max(1, vocab)), None
 
     def reduce_logits(self, logits, batch: list[Encoded]) -> list[dict[str, np.ndarray]]:
         """The statistics half of `token_stats`, from a batch's logits (the engine runs it in a
@@ -304,32 +321,48 @@ class _Generative:
         t_rows, d_rows = np.concatenate(t_rows), np.concatenate(d_rows)
         grid = np.concatenate([t_rows, d_rows])
         n_t = len(t_rows)
-        flat = {k: np.full(b * rows, np.nan, dtype=np.float32) for k in STAT_NAMES}
+        # One (statistic, grid row) array: rows 0-4 the DIST_STATS, 5-9 the TARGET_STATS, so a
+        # group's results land in two assignments and each sample's in one copy.
+        flat = np.full((len(_STAT_ORDER), b * rows), np.nan, dtype=np.float32)
+        n_d = len(DIST_STATS)
         if len(grid):
             # Row r of the (b, rows) grid is row (r // rows) * width + r % rows of the logits.
             src = torch.from_numpy(grid // rows * width + grid % rows).to(logits.device)
             targets = torch.from_numpy(np.concatenate(tgt)).to(logits.device)
             flat_logits = logits.reshape(b * width, vocab)
-            group = max(1, (1 << 25) // max(1, vocab))
+            group, work = self._stats_group(logits, vocab)
             with torch.inference_mode():
                 for g in range(0, len(grid), group):
                     stop = min(g + group, len(grid))
                     k_t = max(0, min(n_t, stop) - g)
-                    st = stats_from_rows(flat_logits.index_select(0, src[g:stop]), targets[g : g + k_t], k_t)
-                    dist = torch.stack([st[k] for k in DIST_STATS]).float().cpu().numpy()
-                    for k, v in zip(DIST_STATS, dist, strict=True):
-                        flat[k][grid[g:stop]] = v
+                    rows_in = gather_rows(flat_logits, src[g:stop], work)
+                    st = stats_from_rows(rows_in, targets[g : g + k_t], k_t, work)
+                    flat[:n_d, grid[g:stop]] = torch.stack([st[k] for k in DIST_STATS]).float().cpu().numpy()
                     if k_t:
                         tv = torch.stack([st[k] for k in TARGET_STATS]).float().cpu().numpy()
-                        for k, v in zip(TARGET_STATS, tv, strict=True):
-                            flat[k][grid[g : g + k_t]] = v
+                        flat[n_d:, grid[g : g + k_t]] = tv
         out = []
         for i, e in enumerate(batch):
             n = max(len(e) - 1, 0)
-            rec = {k: v[i * rows : i * rows + n].copy() for k, v in flat.items()}
+            block = flat[:, i * rows : i * rows + n].copy()  # each statistic a contiguous row of it
+            rec = {k: block[_STAT_ORDER[k]] for k in STAT_NAMES}
             rec["codes"] = e.codes.copy()
             out.append(rec)
         return out
+
+
+_STAT_ORDER = {k: j for j, k in enumerate(DIST_STATS + TARGET_STATS)}
+_STATS_WORK = threading.local()
+
+
+def _stats_group_cpu(vocab: int) -> tuple[int, dict]:
+    # On CPU, about 2^19 logits (2 MiB of float32) per group: a group's seven buffers stay in
+    # the caches and the per-group Python overhead stays small (1024 rows at V = 512; at least
+    # 8 rows, ~5 MiB a buffer at V = 152k). The buffers are kept per thread (the engine reduces
+    # in a worker thread, the lowercase view's stream in another; they go with the thread),
+    # grown once and reused: fresh multi-MiB tensors are page-faulted in anew on every batch.
+    work = _STATS_WORK.__dict__.setdefault("work", stats_workspace())
+    return max(8, (1 << 19) // max(1, vocab)), work
 
 
 def stat_rows(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

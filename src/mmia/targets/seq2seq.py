@@ -106,11 +106,12 @@ class SpeechSeq2SeqTarget(_Generative):
             inputs[key] = torch.cat(padded, dim=0)
         return inputs
 
-    def logits(self, batch: list[Encoded]):
-        """One teacher-forced pass (encoder + decoder): (decoder logits (B, T, V), decoder mask (B, T))."""
+    def logits(self, batch: list[Encoded], inputs: dict | None = None):
+        """One teacher-forced pass (encoder + decoder): (decoder logits (B, T, V), decoder mask (B, T));
+        `inputs`: `collate(batch)` if the caller has it already."""
         import torch
 
-        inputs = self.collate(batch)
+        inputs = self.collate(batch) if inputs is None else inputs
         moved = {k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)
                  for k, v in inputs.items()}
         with torch.inference_mode():
