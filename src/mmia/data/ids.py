@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from functools import lru_cache
+from pathlib import Path
 
 
 def content_id(fields: dict) -> str:
@@ -33,3 +36,35 @@ def stable_seed(*parts) -> int:
 def short_hash(text: str, n: int = 12) -> str:
     """Hash shown instead of a query that may hold personal data."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:n]
+
+
+def media_digest(value) -> str | None:
+    """sha256 of a medium's content: bytes as given, a file's bytes, or a folder's files (names
+    and bytes, sorted). Cache keys use it rather than the path, so moving a data folder keeps
+    its cached values and a file rewritten in place is never served stale ones. A path is read
+    once per process while its size and modification time stay the same."""
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        return hashlib.sha256(value).hexdigest()
+    path = Path(value)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file())
+        return _digest_files(True, tuple((str(f), *_stamp(f)) for f in files))
+    return _digest_files(False, ((str(path), *_stamp(path)),))
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
+@lru_cache(maxsize=65536)
+def _digest_files(folder: bool, files: tuple[tuple[str, int, int], ...]) -> str:
+    h = hashlib.sha256()
+    for name, _, _ in files:
+        if folder:  # a folder's file names count too (frame order)
+            h.update(Path(name).name.encode("utf-8"))
+        with open(name, "rb") as fh:
+            h.update(fh.read())
+    return h.hexdigest()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mmia.cache import Cache, make_key
+from mmia.data.ids import media_digest
 from mmia.errors import InputError
 from mmia.targets.token_stats import STATS_VERSION
 
@@ -38,12 +39,10 @@ class EngineCounts:
 
 
 def content_tag(sample) -> str:
-    """A short digest of what is scored (text fields and media references), part of the cache key."""
-    fields = {k: getattr(sample, k) for k in ("text", "prompt", "answer", "image", "audio", "video")}
-    blob = json.dumps({k: (str(v) if v is not None and not isinstance(v, bytes) else
-                           (hashlib.sha256(v).hexdigest() if v is not None else None)) for k, v in fields.items()},
-                      sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    """A short digest of what is scored (text fields and media content), part of the cache key."""
+    fields = {k: getattr(sample, k) for k in ("text", "prompt", "answer")}
+    fields.update({k: media_digest(getattr(sample, k)) for k in ("image", "audio", "video")})
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def stats_key(target, sample, variant: str = "") -> str:

@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from mmia.cache import Cache, cached_map, fingerprint_dir, make_key
+from mmia.data.ids import media_digest
 from mmia.data.schema import MEDIA_FIELDS, Dataset, Sample
 from mmia.errors import InputError, ModelNotFoundError
 from mmia.fimmia.features import FeatureSet, build_features
@@ -88,7 +89,7 @@ def make_scorer(target: str | Path, cfg: FimmiaConfig):
 
 
 def _sample_digest(s: Sample) -> str:
-    parts = [s.text, s.prompt, s.answer] + [str(getattr(s, m)) for m in MEDIA_FIELDS]
+    parts = [s.text, s.prompt, s.answer] + [media_digest(getattr(s, m)) for m in MEDIA_FIELDS]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 

@@ -8,28 +8,17 @@ pure functions of one sample. Everything learnt from the data is fit inside the 
 
 from __future__ import annotations
 
-import hashlib
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
+from mmia.data.ids import media_digest
 from mmia.data.schema import Dataset, Sample, SkippedRow
 from mmia.errors import InputError
 
 FEATURE_VERSION = "1"
 VIDEO_FRAMES = 4
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    if path.is_dir():
-        for f in sorted(p for p in path.iterdir() if p.is_file()):
-            h.update(f.name.encode())
-            h.update(f.read_bytes())
-    else:
-        h.update(path.read_bytes())
-    return h.hexdigest()
 
 
 class ShiftInputs:
@@ -120,7 +109,7 @@ class ShiftInputs:
                     bar.advance()
                     continue
                 try:
-                    key = make_key("", _file_digest(Path(ref)), method=method, version=FEATURE_VERSION)
+                    key = make_key("", media_digest(ref), method=method, version=FEATURE_VERSION)
                     value = self.cache.get(key) if self.cache is not None else None
                     if value is None:
                         value = compute_one(ref)
