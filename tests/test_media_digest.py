@@ -41,3 +41,12 @@ def test_a_folder_digest_counts_frame_names_and_order(tmp_path):
     (b / "1.png").write_bytes(b"f0")
     assert media_digest(a) != media_digest(b)
     assert media_digest(None) is None
+
+
+def test_decoded_arrays_digest_by_dtype_shape_and_values():
+    import numpy as np
+
+    x = np.zeros((2, 3), dtype=np.uint8)
+    assert media_digest(x) == media_digest(x.copy())
+    assert media_digest(x) != media_digest(x.reshape(3, 2))
+    assert media_digest(x) != media_digest(x.astype(np.float32))

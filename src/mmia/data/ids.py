@@ -39,14 +39,19 @@ def short_hash(text: str, n: int = 12) -> str:
 
 
 def media_digest(value) -> str | None:
-    """sha256 of a medium's content: bytes as given, a file's bytes, or a folder's files (names
-    and bytes, sorted). Cache keys use it rather than the path, so moving a data folder keeps
+    """sha256 of a medium's content: bytes as given, a decoded array, a file's bytes, or a
+    folder's files (names and bytes, sorted). Cache keys use it rather than the path, so moving a data folder keeps
     its cached values and a file rewritten in place is never served stale ones. A path is read
     once per process while its size and modification time stay the same."""
     if value is None:
         return None
     if isinstance(value, (bytes, bytearray)):
         return hashlib.sha256(value).hexdigest()
+    if hasattr(value, "__array__"):  # decoded media (perturbed neighbours): dtype, shape and values
+        import numpy as np
+
+        arr = np.ascontiguousarray(value)
+        return hashlib.sha256(f"{arr.dtype}{arr.shape}".encode() + arr.tobytes()).hexdigest()
     path = Path(value)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file())
