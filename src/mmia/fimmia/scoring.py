@@ -86,7 +86,8 @@ def _token_cost(cfg) -> float:
     head_dim = getattr(cfg, "head_dim", None) or h // heads
     kv = getattr(cfg, "num_key_value_heads", None) or heads
     qd, kvd = heads * head_dim, kv * head_dim
-    return (2 * h * qd + 2 * h * kvd + 3 * h * cfg.intermediate_size) / (2 * qd)
+    mlp = getattr(cfg, "intermediate_size", None) or 4 * h  # a config without one: the usual 4x
+    return (2 * h * qd + 2 * h * kvd + 3 * h * mlp) / (2 * qd)
 
 
 @dataclass
