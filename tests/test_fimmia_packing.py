@@ -6,17 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from mmia.fimmia.packing import common_prefix_len, hidden_index, pack_tails
+from mmia.fimmia.packing import choose_width, common_prefix_len, hidden_index, pack_tails
 
 
-def test_pack_tails_mask_positions_and_slots():
+@pytest.mark.parametrize("width", [None, 4, 9])
+def test_pack_tails_mask_positions_and_slots(width):
     tails = [[], [7, 8, 9], [5], [6, 6], [1, 2, 3]]
     shared = [10, 4, 9, 0, 6]
-    p = pack_tails(tails, shared, pad_id=99)
-    width = 3
+    p = pack_tails(tails, shared, pad_id=99, width=width)
+    width = width or 3  # default: the longest tail
     assert p.ids.shape[1] == width and p.n_past == 9  # the longest prefix a non-empty tail needs
     assert p.allowed.shape == (p.n_bins, width, p.n_past + width)
-    assert p.n_bins * width < width * 4  # packed: fewer slots than one row per tail
+    # first fit by decreasing length (3, 3, 2, 1): 3 | 3 | 2+1, 3+1 | 3 | 2, or all in one bin
+    assert p.n_bins == {3: 3, 4: 3, 9: 1}[width]
     for i, (t, c) in enumerate(zip(tails, shared, strict=True)):
         if not t:
             continue
@@ -30,6 +32,15 @@ def test_pack_tails_mask_positions_and_slots():
     assert p.allowed.any(axis=-1).all()  # no query without a key (SDPA would give NaN)
     used = {p.flat_start[i] + j for i, t in enumerate(tails) for j in range(len(t))}
     assert (p.ids.reshape(-1)[[k for k in range(p.ids.size) if k not in used]] == 99).all()
+
+
+def test_choose_width_trades_fill_for_keys():
+    lengths = [0, 10, 6, 6, 6]  # 28 tokens: 4 bins of 10 (40 slots), or one bin of 28
+    assert choose_width(lengths, n_past=0, token_cost=1e6) == 28  # work per slot dominates: fill every slot
+    assert choose_width(lengths, n_past=0, token_cost=0.0) == 10  # attention dominates: narrow bins
+    assert choose_width([0, 0], n_past=5, token_cost=1.0) == 0
+    with pytest.raises(ValueError):
+        pack_tails([[1, 2, 3]], [4], pad_id=0, width=2)
 
 
 def test_hidden_index_splits_at_the_shared_prefix():
@@ -50,12 +61,14 @@ def llava(tmp_path_factory):
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 32])
-def test_packed_tails_equal_scratch(llava, batch_size):
+@pytest.mark.parametrize("token_cost", [0.0, 1e6])
+def test_packed_tails_equal_scratch(llava, batch_size, token_cost):
     """Rows that share all, most, part or only the media of the original's tokens, one whose
     answer is empty and one that is a prefix of the original: losses as if each ran alone."""
     from mmia.fimmia.scoring import LlavaScorer, Row
 
     sc = LlavaScorer(llava, batch_size=batch_size, device="cpu")
+    sc._token_cost = token_cost  # here: tails in two bins 11 wide, or all in one bin 21 wide
     pv = sc.pixel_values([np.full((24, 24, 3), 128, dtype=np.uint8)])
     prefix = sc.prefix_ids("describe it", 1)
     other = sc.prefix_ids("describe that one", 1)

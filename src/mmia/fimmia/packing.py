@@ -48,18 +48,12 @@ class PackedTails:
         return self.ids.shape[0]
 
 
-def pack_tails(tails: list[list[int]], shared: list[int], pad_id: int) -> PackedTails:
-    """Pack `tails[i]` (tokens at positions shared[i], shared[i]+1, ... of row i, whose first
-    shared[i] positions are the cache's) into bins as wide as the longest tail, first fit by
-    decreasing length. Padding slots attend to key 0 only (never a fully masked row, which
-    gives NaN under SDPA); their outputs are never read."""
-    width = max((len(t) for t in tails), default=0)
-    n_past = max((c for t, c in zip(tails, shared, strict=True) if t), default=0)
-    order = sorted((i for i in range(len(tails)) if tails[i]), key=lambda i: -len(tails[i]))
-    bins: list[list[int]] = []  # tail indices per bin
+def _first_fit(lengths: list[int], order: list[int], width: int) -> list[list[int]]:
+    """Indices `order` (by decreasing length) first fit into bins of `width` slots."""
+    bins: list[list[int]] = []
     free: list[int] = []
     for i in order:
-        n = len(tails[i])
+        n = lengths[i]
         for b, room in enumerate(free):
             if room >= n:
                 bins[b].append(i)
@@ -68,6 +62,43 @@ def pack_tails(tails: list[list[int]], shared: list[int], pad_id: int) -> Packed
         else:
             bins.append([i])
             free.append(width - n)
+    return bins
+
+
+def choose_width(lengths: list[int], n_past: int, token_cost: float) -> int:
+    """The bin width, from the longest tail up to three times it, that minimises the estimated cost
+    of the packed forward: slots * (token_cost + n_past + width), where `token_cost` is a token's
+    work outside attention (projections, MLP) in units of one query-key pair's attention work,
+    and a slot attends to n_past + width keys. Bins as wide as the longest tail leave ~18% of
+    the slots empty when most tails are longer than half the longest (none can share a row);
+    wider bins fill better but make every query see more keys. Widths are tried in ~16 steps
+    (the packing runs per sample, so its Python time counts)."""
+    real = [n for n in lengths if n]
+    if not real:
+        return 0
+    longest = max(real)
+    order = sorted(range(len(real)), key=lambda i: -real[i])
+    best, best_cost = longest, float("inf")
+    for width in range(longest, min(3 * longest, sum(real)) + 1, max(1, longest // 16)):
+        cost = len(_first_fit(real, order, width)) * width * (token_cost + n_past + width)
+        if cost < best_cost:
+            best, best_cost = width, cost
+    return best
+
+
+def pack_tails(tails: list[list[int]], shared: list[int], pad_id: int, width: int | None = None) -> PackedTails:
+    """Pack `tails[i]` (tokens at positions shared[i], shared[i]+1, ... of row i, whose first
+    shared[i] positions are the cache's) into bins of `width` slots (default: as wide as the
+    longest tail; see `choose_width`), first fit by decreasing length. Padding slots attend to
+    key 0 only (never a fully masked row, which gives NaN under SDPA); their outputs are never
+    read."""
+    longest = max((len(t) for t in tails), default=0)
+    width = longest if width is None else width
+    if width < longest:
+        raise ValueError(f"bin width {width} < longest tail {longest}")
+    n_past = max((c for t, c in zip(tails, shared, strict=True) if t), default=0)
+    order = sorted((i for i in range(len(tails)) if tails[i]), key=lambda i: -len(tails[i]))
+    bins = _first_fit([len(t) for t in tails], order, width)
     ids = np.full((len(bins), width), pad_id, dtype=np.int64)
     positions = np.zeros((len(bins), width), dtype=np.int64)
     allowed = np.zeros((len(bins), width, n_past + width), dtype=bool)

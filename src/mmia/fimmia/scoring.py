@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmia.fimmia.packing import common_prefix_len, hidden_index, pack_tails
+from mmia.fimmia.packing import choose_width, common_prefix_len, hidden_index, pack_tails
 
 SCORER_VERSION = "1"
 
@@ -76,6 +76,18 @@ def _broadcast_cache(cache, n: int, length: int):
         new.values = layer.values[:, :, :length].expand(n, -1, -1, -1)
         out.layers.append(new)
     return out
+
+
+def _token_cost(cfg) -> float:
+    """A token's multiply-adds outside attention (q/k/v/o projections, a gated MLP) per layer, in
+    units of one query-key pair's attention (q.k and the weighted v: 2 * heads * head_dim)."""
+    h = cfg.hidden_size
+    heads = cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or h // heads
+    kv = getattr(cfg, "num_key_value_heads", None) or heads
+    qd, kvd = heads * head_dim, kv * head_dim
+    mlp = getattr(cfg, "intermediate_size", None) or 4 * h  # a config without one: the usual 4x
+    return (2 * h * qd + 2 * h * kvd + 3 * h * mlp) / (2 * qd)
 
 
 @dataclass
@@ -130,6 +142,7 @@ class LlavaScorer:
         self._tokens_per_image: int | None = None
         self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self._prefix_memo: dict[tuple[str | None, int], list[int]] = {}
+        self._token_cost = _token_cost(self.model.config.text_config)
         self._cache_kwarg = "cache" in inspect.signature(type(self.model.model).forward).parameters
 
     def settings(self) -> dict:
@@ -259,7 +272,10 @@ class LlavaScorer:
         cache = pre.cache if hasattr(pre, "cache") else pre.past_key_values
         n = len(ref)
         # the last token of a row predicts nothing: its tail stops before it
-        packed = pack_tails([s[c : len(s) - 1] for s, c in zip(seqs, shared, strict=True)], shared, self._pad_id)
+        tails = [s[c : len(s) - 1] for s, c in zip(seqs, shared, strict=True)]
+        n_past = max((c for t, c in zip(tails, shared, strict=True) if t), default=0)
+        width = choose_width([len(t) for t in tails], n_past, self._token_cost)
+        packed = pack_tails(tails, shared, self._pad_id, width)
         table = [pre.last_hidden_state[0]]
         dtype = pre.last_hidden_state.dtype
         for b in range(0, packed.n_bins, self.batch_size):
