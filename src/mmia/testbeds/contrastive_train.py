@@ -44,6 +44,16 @@ def train_contrastive(
     One thread (bit-reproducible and fastest on shared cores); cosine learning-rate schedule
     with a short warm-up. Returns the settings and final loss for the manifest.
     """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(model, n, batch_fn, groups, scale, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                      progress=progress)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(model, n, batch_fn, groups, scale, *, epochs, batch_size, lr, seed, progress) -> dict:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     params = [p for p in model.parameters() if p.requires_grad]
