@@ -166,3 +166,33 @@ def test_load_contrastive_refuses_other_model_kinds(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}')
     with pytest.raises(InputError, match="causal-lm model, not a CLIP- or CLAP-style model"):
         load_contrastive(tmp_path)
+
+
+_REBUILD = """
+import hashlib, sys
+from pathlib import Path
+from mmia.testbeds.{module} import {fn}
+tb = {fn}(Path(sys.argv[1]), seed=0, quick=True)
+for f in ("model.safetensors", "tokenizer.json"):
+    print(f, hashlib.sha256((tb.root / "model" / f).read_bytes()).hexdigest())
+"""
+
+
+@pytest.mark.parametrize("which,module,fn", [("clip_tb", "clip_identities", "build_clip_identities"),
+                                             ("clap_tb", "clap_voices", "build_clap_voices")])
+def test_build_is_the_same_in_another_process(which, module, fn, request, tmp_path):
+    """Same seed, another process with another hash seed: the same tokenizer and weights (version-1
+    clip-identities builds differed here: the tokenizer trainer's numbering followed hash order)."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    tb = request.getfixturevalue(which)
+    proc = subprocess.run([sys.executable, "-c", _REBUILD.format(module=module, fn=fn), str(tmp_path / "again")],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "12345"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    mine = "".join(f"{f} {hashlib.sha256((tb.root / 'model' / f).read_bytes()).hexdigest()}\n"
+                   for f in ("model.safetensors", "tokenizer.json"))
+    theirs = "".join(f"{line}\n" for line in proc.stdout.splitlines() if line.startswith(("model.", "tokenizer.")))
+    assert theirs == mine
