@@ -125,33 +125,3 @@ def test_resume_after_sigkill_computes_only_what_was_missing(tmp_path):
     assert recomputed == set(range(40)) - present
     with Cache(store) as c:
         assert all(k in c for k in keys)
-
-
-def test_fast_encoding_is_safetensors_own_bytes():
-    """Token statistics (float32 and int8 arrays) are serialised without safetensors' Python
-    wrapper: the very bytes its `save` writes; anything else goes through `save`."""
-    from safetensors.numpy import save
-
-    from mmia.cache import _decode, _encode, _encode_f32_i8
-
-    rng = np.random.default_rng(0)
-    cases = [
-        {"logp": rng.standard_normal(7).astype(np.float32), "codes": rng.integers(0, 5, 8).astype(np.int8),
-         "entropy": rng.standard_normal(7).astype(np.float32), "renyi_0.5": np.full(7, np.nan, np.float32),
-         "mod_renyi_2": rng.standard_normal(7).astype(np.float32)},
-        {"b": np.zeros(0, np.float32), "a": np.ones((2, 3), np.float32)[:, ::2], "Z": np.zeros(3, np.int8),
-         "s": np.array(1.5, np.float32)},
-        {"x": np.arange(4, dtype=np.int8)},
-        {},
-    ]
-    for value in cases:
-        want = save({k: np.ascontiguousarray(v) for k, v in value.items()})
-        assert _encode_f32_i8(value) == want
-        back = _decode(_encode(value))
-        assert back.keys() == value.keys()
-        for k, v in value.items():
-            np.testing.assert_array_equal(back[k], v)
-    for other in ({"x": np.zeros(2, np.float64)}, {"x": np.zeros(2, np.int64)}, {"é": np.zeros(2, np.float32)},
-                  {'"': np.zeros(2, np.float32)}, {"x": [1.0]}):
-        assert _encode_f32_i8(other) is None
-    assert _decode(_encode({"x": np.arange(3.0)}))["x"].tolist() == [0.0, 1.0, 2.0]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -65,44 +64,9 @@ def fingerprint_dir(path: str | Path) -> str:
 
 
 def _encode(value: Value) -> bytes:
-    blob = _encode_f32_i8(value)
-    if blob is not None:
-        return blob
     from safetensors.numpy import save
 
     return save({k: np.ascontiguousarray(v) for k, v in value.items()})
-
-
-def _encode_f32_i8(value: Value) -> bytes | None:
-    """The bytes safetensors' `save` writes, for dicts of float32 and int8 arrays with plain
-    ASCII names (token statistics); None for anything else. Its Python wrapper costs ~35 us a
-    value, a third of the cache's share of a scoring run; this costs a few. Layout: 8-byte
-    header length, JSON header (tensors by dtype, F32 before I8, then by name; data offsets),
-    padded with spaces to 8 bytes, then the data; `tests/test_cache.py` checks the bytes."""
-    if sys.byteorder != "little":
-        return None
-    names: tuple[list, list] = ([], [])
-    for k, v in value.items():
-        if type(v) is not np.ndarray or not (k.isascii() and k.isprintable()) or '"' in k or "\\" in k:
-            return None
-        if v.dtype == np.float32:
-            names[0].append(k)
-        elif v.dtype == np.int8:
-            names[1].append(k)
-        else:
-            return None
-    head, data, off = [], [], 0
-    for tag, group in zip(("F32", "I8"), names, strict=True):
-        for k in sorted(group):
-            v = np.ascontiguousarray(value[k])  # as `_encode` gives `save` (0-d arrays become 1-d)
-            data.append(v.tobytes())
-            end = off + v.nbytes
-            shape = ",".join(map(str, v.shape))
-            head.append(f'"{k}":{{"dtype":"{tag}","shape":[{shape}],"data_offsets":[{off},{end}]}}')
-            off = end
-    header = ("{" + ",".join(head) + "}").encode()
-    header += b" " * (-len(header) % 8)
-    return len(header).to_bytes(8, "little") + header + b"".join(data)
 
 
 def _decode(blob: bytes) -> Value:

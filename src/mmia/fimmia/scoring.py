@@ -184,13 +184,10 @@ class LlavaScorer:
             self._prefix_memo[key] = ids
         return list(self._prefix_memo[key])
 
-    def answer_ids(self, answer: str, prompt: str | None) -> list[int]:
-        """Answer tokens: `answer_template` (e.g. " {answer}</s>", the format a model was trained
-        on) when set; else the separator, only after a prompt not already ending in a space."""
-        return self.answers_ids([answer], [prompt])[0]
-
     def answers_ids(self, answers: list[str], prompts: list[str | None]) -> list[list[int]]:
-        """`answer_ids` of many rows in one tokenizer call."""
+        """Answer tokens of many rows in one tokenizer call: `answer_template` (e.g. " {answer}</s>",
+        the format a model was trained on) when set; else the separator, only after a prompt not
+        already ending in a space."""
         if self.answer_template is not None:
             texts = [self.answer_template.format(answer=a) for a in answers]
         else:
