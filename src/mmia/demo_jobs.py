@@ -114,7 +114,6 @@ class DemoJobs:
         todo.sort(key=lambda s: s.cost)
         if todo:
             todo.insert(0, todo.pop())
-        if todo:
             self.log(f"building {len(todo)} testbed(s): {', '.join(s.name for s in todo)}")
         builds = deque(("build", spec) for spec in todo)
         yield from (self._inline if self.jobs == 1 else self._pooled)(builds, queue)
@@ -122,10 +121,11 @@ class DemoJobs:
     def _next(self, builds: deque, queue: deque):
         return builds.popleft() if builds else queue.popleft()
 
-    def _run(self, job) -> JobResult:
+    def _call(self, job) -> tuple:
+        """(function, arguments) that run a job, here or in a worker."""
         if job[0] == "build":
-            return _build_job(job[1], self.seed, str(self.cache_dir), self.quick)
-        return _step_job(job[1], job[2], self.ctx)
+            return _build_job, (job[1], self.seed, str(self.cache_dir), self.quick)
+        return _step_job, (job[1], job[2], self.ctx)
 
     def _finish(self, res: JobResult, queue: deque) -> JobResult:
         if res.kind == "build" and res.error is None:
@@ -134,7 +134,8 @@ class DemoJobs:
 
     def _inline(self, builds: deque, queue: deque):
         while builds or queue:
-            yield self._finish(self._run(self._next(builds, queue)), queue)
+            fn, args = self._call(self._next(builds, queue))
+            yield self._finish(fn(*args), queue)
 
     def _pooled(self, builds: deque, queue: deque):
         import multiprocessing
@@ -146,9 +147,9 @@ class DemoJobs:
             while builds or queue or running:
                 while (builds or queue) and len(running) < self.jobs:
                     job = self._next(builds, queue)
+                    fn, args = self._call(job)
                     try:
-                        fut = (pool.submit(_build_job, job[1], self.seed, str(self.cache_dir), self.quick)
-                               if job[0] == "build" else pool.submit(_step_job, job[1], job[2], self.ctx))
+                        fut = pool.submit(fn, *args)
                     except Exception as exc:  # the pool broke (a worker was killed, e.g. out of memory)
                         yield _failed(job, exc)
                         continue
