@@ -44,13 +44,11 @@ def train_contrastive(
     One thread (bit-reproducible and fastest on shared cores); cosine learning-rate schedule
     with a short warm-up. Returns the settings and final loss for the manifest.
     """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    from mmia.testbeds.vlm_train import one_thread
+
+    with one_thread():
         return _train(model, n, batch_fn, groups, scale, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                       progress=progress)
-    finally:
-        torch.set_num_threads(before)
 
 
 def _train(model, n, batch_fn, groups, scale, *, epochs, batch_size, lr, seed, progress) -> dict:
