@@ -63,6 +63,11 @@ def test_scores_known_answers():
     assert S.reference_score(1.0, 2.0, "difference") == pytest.approx(1.0)
     assert S.min_k_prob([-1, -2, -3, -4, -5], 0.4) == pytest.approx(-4.5)
     assert S.min_k_prob([-1, -2, -3, -4, -5], 0.01) == pytest.approx(-5)  # at least one token
+    # K% of n is int(k * n), as in the papers' code: 20% of 7 tokens is one token (ceil: two).
+    assert S.min_k_prob([-1, -2, -3, -4, -5, -6, -7], 0.2) == pytest.approx(-7)
+    assert S.min_k_plus_plus([-1, -2, -3, -4, -5, -6, -7, -8, -9], [0] * 9, [1] * 9, 0.2) == pytest.approx(-9)
+    assert S.k_renyi(list(range(19)), 0.1, largest=True) == pytest.approx(-18)
+    assert S.min_k_prob(list(range(-30, 0)), 0.1) == pytest.approx(-29)  # 0.1 * 30 = 3.0000000000000004: 3
     assert S.min_k_plus_plus([-1, -2], [-1.5, -1.5], [0.5, 0.5], 0.5) == pytest.approx(-1.0)
     assert S.k_renyi([1, 2, 3, 4], 0.5, largest=True) == pytest.approx(-3.5)
     assert S.k_renyi([1, 2, 3, 4], 0.5, largest=False) == pytest.approx(-1.5)

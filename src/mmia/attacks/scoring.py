@@ -80,8 +80,13 @@ def reference_score(loss_target: float, loss_reference: float, mode: str = "rati
 
 
 def _n_of(k: float, n: int) -> int:
-    """How many of n values K% selects: at least one."""
-    return max(1, int(math.ceil(k * n)))
+    """How many of n values K% selects: int(k * n), at least one.
+
+    The reference code of Min-K% (Shi et al.), Min-K%++ (Zhang et al.) and VL-MIA's K% Rényi
+    all take `int(len * ratio)` tokens (VL-MIA at least one; the other two average an empty
+    selection into NaN), so this follows them, float rounding of k * n included.
+    """
+    return max(1, int(k * n))
 
 
 def min_k_prob(logp, k: float = 0.2) -> float:
@@ -116,7 +121,7 @@ def k_renyi_sorted(s: np.ndarray, k: float = 0.1, largest: bool = True) -> float
     """`k_renyi` of entropies already sorted ascending as float64 (several attacks share the sort)."""
     if not s.size:
         return NAN
-    n = 1 if k <= 0 else _n_of(k, s.size)
+    n = _n_of(k, s.size)  # k = 0: the single extreme value
     chosen = s[-n:] if largest else s[:n]
     return float(-_mean(chosen))
 
