@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from mmia import __version__
+from mmia.cli_common import accepts_quiet
 from mmia.errors import MmiaError
 
 app = typer.Typer(
@@ -37,9 +38,11 @@ def _main(
 
     offline.configure(allow_download=allow_download)
     progress.set_quiet(quiet)
+    progress.quiet_libraries()
 
 
 @app.command()
+@accepts_quiet
 def inspect(
     data: Path = typer.Argument(..., help="JSONL, CSV, Parquet file or datasets save_to_disk directory."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip (and list) bad rows instead of stopping."),
@@ -64,6 +67,7 @@ def inspect(
 
 
 @app.command()
+@accepts_quiet
 def attack(
     data: Path = typer.Argument(..., help="JSONL, CSV, Parquet file or datasets save_to_disk directory."),
     target: Path = typer.Option(..., "--target", help="Target model directory (Hugging Face format)."),
@@ -97,6 +101,7 @@ def attack(
 
 
 @app.command()
+@accepts_quiet
 def report(out_dir: Path = typer.Argument(..., help="A results directory (with results.json).")):
     """(Re)render report.html and its ROC plots from a results directory."""
     from mmia.report import render_report
@@ -106,6 +111,7 @@ def report(out_dir: Path = typer.Argument(..., help="A results directory (with r
 
 
 @app.command()
+@accepts_quiet
 def testbed(
     name: str = typer.Argument(..., help="A registered testbed (scenes, vlm, ...)."),
     out: Path = typer.Option(..., "--out", help="Folder to write the testbed into."),
@@ -122,6 +128,7 @@ def testbed(
 
 
 @app.command()
+@accepts_quiet
 def shift(
     data: Path = typer.Argument(..., help="Labelled member/non-member set (JSONL, CSV, Parquet, save_to_disk)."),
     out: Path = typer.Option(..., "--out", help="Results directory to write."),
@@ -170,6 +177,7 @@ def shift(
 
 
 @app.command()
+@accepts_quiet
 def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", help="Results folder."),
     quick: bool = typer.Option(False, "--quick", help="Miniature testbeds and settings (seconds, for tests)."),
@@ -189,6 +197,7 @@ def demo(
 
 
 @app.command()
+@accepts_quiet
 def umid(
     queries: Path = typer.Argument(..., help="Query file (JSONL/CSV/Parquet): id, text (a name or PII string), label."),
     target: Path = typer.Option(..., "--target", help="CLIP- or CLAP-style model directory (Hugging Face format)."),

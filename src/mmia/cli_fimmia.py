@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from mmia.cli_common import accepts_quiet
+
 app = typer.Typer(
     help="FiMMIA: the perturbation-based neural attack (train an attack model, then score).", no_args_is_help=True
 )
@@ -55,6 +57,7 @@ def _print(result) -> None:
 
 
 @app.command("train")
+@accepts_quiet
 def train_cmd(
     data: Path = typer.Argument(..., help="Labelled members/non-members (or the fine-tuning set with --base)."),
     target: Path = typer.Option(..., "--target", help="The audited model (Hugging Face directory)."),
@@ -120,6 +123,7 @@ def train_cmd(
 
 
 @app.command("score")
+@accepts_quiet
 def score_cmd(
     data: Path = typer.Argument(..., help="Samples to audit (labels optional; needed for AUC)."),
     target: Path = typer.Option(..., "--target", help="The audited model (Hugging Face directory)."),

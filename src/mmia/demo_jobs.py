@@ -53,6 +53,7 @@ def _init_worker() -> None:
 
     torch.set_num_threads(1)
     progress.set_quiet(True)
+    progress.quiet_libraries()
 
 
 def _build_job(spec: TestbedSpec, seed: int, cache_dir: str, quick: bool) -> JobResult:

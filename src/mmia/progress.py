@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -25,6 +27,36 @@ def set_quiet(quiet: bool) -> None:
 
 def is_quiet() -> bool:
     return _state["quiet"]
+
+
+# Read when those libraries are imported, here and in worker processes (they inherit the environment).
+_LIBRARY_QUIET_ENV = {
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # huggingface_hub's bars; transformers' too, which follow it at import
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+}
+
+
+def quiet_libraries() -> None:
+    """Only mmia's own progress shows: transformers' "Loading weights" / "Writing model shards"
+    bars, datasets' and the Hub's bars and transformers' info/warning chatter are switched off,
+    in this process and in the worker processes it starts. Cheap when those libraries are not
+    imported yet (it only sets their environment switches)."""
+    for key, value in _LIBRARY_QUIET_ENV.items():
+        os.environ[key] = value
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as tf_logging
+
+        tf_logging.set_verbosity_error()
+        tf_logging.disable_progress_bar()
+    if "datasets" in sys.modules:
+        from datasets.utils.tqdm import disable_progress_bars as disable_datasets_bars
+
+        disable_datasets_bars()
 
 
 class _Bar:

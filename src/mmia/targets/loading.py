@@ -52,10 +52,11 @@ def detect_kind(path: str | Path) -> str:
 
 
 def _quiet_transformers() -> None:
-    import transformers
+    import transformers  # noqa: F401  (imported first, so quiet_libraries reaches its switches)
 
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    from mmia.progress import quiet_libraries
+
+    quiet_libraries()
 
 
 def load_target(path: str | Path, kind: str | None = None, device: str | None = None, dtype=None,
