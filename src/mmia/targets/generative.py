@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmia.errors import InputError
 from mmia.targets.base import ANSWER, AUDIO, IMAGE, OTHER, PROMPT, Encoded
 from mmia.targets.fast_pixels import FastPixels
 from mmia.targets.token_stats import (
@@ -38,6 +39,10 @@ def _joined(prompt_part: str, answer: str, has_prompt: bool) -> tuple[str, str]:
     if not has_prompt or not prompt_part or prompt_part[-1].isspace() or not answer:
         return prompt_part, prompt_part + answer
     return prompt_part, prompt_part + " " + answer
+
+
+# Bump when `_Generative._as_written` changes which prompts it keeps (cache keys follow it).
+_AS_WRITTEN_RULES = "1"  # also covers the role markers the lowercase view keeps
 
 
 def _common_prefix(a, b) -> int:
@@ -98,7 +103,8 @@ class _Generative:
 
         owner = self._chat_owner()
         fmt = owner.chat_template if owner is not None else f"plain:{self.placeholder}"
-        return hashlib.sha256(str(fmt).encode()).hexdigest()[:8]
+        # The rules that keep a prompt as written (`_as_written`) are part of the format too.
+        return hashlib.sha256(f"{fmt}\x00as-written:{_AS_WRITTEN_RULES}".encode()).hexdigest()[:8]
 
     def _chat_owner(self):
         """The processor or tokenizer whose chat template formats prompt rows (None: plain text)."""
@@ -156,13 +162,23 @@ class _Generative:
     def _texts(self, sample, transform):
         """(prompt part, full text, decoded media or None, full text up to the answer's end).
 
-        A row with a prompt is formatted by the model's chat template when it has one (the format
-        it was fine-tuned on); otherwise, and for `text` rows, as media placeholder + text.
+        A row whose prompt (or text) is laid out already, holding the model's media placeholder
+        or ending with an assistant turn (`_as_written`), is used as written. Any other row with
+        a prompt is formatted by the model's chat template when it has one (the format it was
+        fine-tuned on); otherwise, and for `text` rows, as media placeholder + text.
         """
         t = transform or (lambda s: s)
         has_prompt = sample.prompt is not None
         answer = t(sample.answer if has_prompt else (sample.text or ""))
         media, n_media = self._media_of(sample)
+        written = sample.prompt if has_prompt else (sample.text or "")
+        if self._as_written(written):
+            self._check_placeholders(written, n_media)
+            laid = self._keeping_special_tokens(t, written)  # lowercasing must not break <|AUDIO|>
+            if not has_prompt:
+                return "", laid, media, laid
+            prompt_part, full = _joined(laid, answer, True)
+            return prompt_part, full, media, full
         if has_prompt:
             chat = self._chat(t(sample.prompt), answer, n_media)
             if chat is not None:
@@ -170,6 +186,81 @@ class _Generative:
         prefix = self.placeholder * n_media
         prompt_part, full = _joined(prefix + (t(sample.prompt) if has_prompt else ""), answer, has_prompt)
         return prompt_part, full, media, full
+
+    # Assistant-turn openings of common plain conversation formats (LLaVA, Vicuna, Alpaca, Llama-2,
+    # ChatML, Phi): a prompt ending with one is a whole user turn already.
+    _TURN_MARKERS = ("ASSISTANT:", "Assistant:", "### Assistant:", "### Response:", "[/INST]",
+                     "<|im_start|>assistant", "<|assistant|>")
+    # Role markers of the same formats: scaffolding, which the lowercase view leaves as it is (a
+    # chat template's scaffolding is never lowercased either).
+    _ROLE_MARKERS = _TURN_MARKERS + ("USER:", "User:", "Human:", "### Human:", "### Instruction:", "SYSTEM:",
+                                     "System:", "[INST]", "<|im_start|>user", "<|im_start|>system", "<|user|>",
+                                     "<|system|>", "<|im_end|>")
+
+    def _media_token_text(self) -> str | None:
+        """The token text that stands for one media item in this model's prompts (None: no media)."""
+        if self.media_token_id is None:
+            return None
+        return self.tokenizer.convert_ids_to_tokens(self.media_token_id)
+
+    def _as_written(self, prompt: str) -> bool:
+        """Whether the user laid this prompt out already: it holds the model's media placeholder,
+        or it ends where the model's answer starts (its chat template's generation prompt, or a
+        common assistant-turn opening). Such a prompt is never wrapped or given a placeholder."""
+        if not prompt:
+            return False
+        token = self._media_token_text()
+        if token and token in prompt:
+            return True
+        end = prompt.rstrip()
+        marker = self._generation_marker()
+        return bool(marker and end.endswith(marker)) or end.endswith(self._TURN_MARKERS)
+
+    def _generation_marker(self) -> str | None:
+        """What the chat template writes after a user turn to open the assistant's (stripped)."""
+        memo = self.__dict__
+        if "_gen_marker" not in memo:
+            marker, owner = None, self._chat_owner()
+            if owner is not None:
+                probe = "\x00mmia-probe\x00"
+                try:
+                    head = owner.apply_chat_template([{"role": "user", "content": probe}],
+                                                     add_generation_prompt=True, tokenize=False)
+                    marker = head.rsplit(probe, 1)[1].strip() if probe in head else None
+                except Exception:  # a template that needs structured content: no marker from it
+                    marker = None
+            memo["_gen_marker"] = marker or None
+        return memo["_gen_marker"]
+
+    def _keeping_special_tokens(self, transform, text: str) -> str:
+        """`transform` applied to the text between the tokenizer's special tokens and the role
+        markers only (a written prompt's scaffolding stays as the model was trained on it)."""
+        if transform is None:
+            return text
+        pattern = self.__dict__.get("_special_re")
+        if pattern is None:
+            import re
+
+            tokens = sorted({str(t) for t in self.tokenizer.all_special_tokens if t} | set(self._ROLE_MARKERS)
+                            | ({self._media_token_text()} - {None}), key=len, reverse=True)
+            pattern = self._special_re = re.compile("(" + "|".join(map(re.escape, tokens)) + ")") if tokens else False
+        if not pattern:
+            return transform(text)
+        return "".join(p if i % 2 else transform(p) for i, p in enumerate(pattern.split(text)))
+
+    def _check_placeholders(self, prompt: str, n_media: int) -> None:
+        """A prompt used as written must hold one placeholder per media item the row gives."""
+        token = self._media_token_text()
+        if token is None or self.media_field is None:
+            return
+        found = prompt.count(token)
+        if found != n_media:
+            gives = f"{n_media} {self.media_field} item(s)" if n_media else f"no {self.media_field}"
+            raise InputError(
+                f"the prompt is used as written (it holds {token!r} or a whole turn) with {found} {token!r} "
+                f"placeholder(s), but the row gives {gives} (a video: one per frame read); write one {token!r} "
+                "per item where the model expects it, or leave placeholders and turn markers out for mmia to add"
+            )
 
     def _finish(self, ids, p_ids, e_ids, extras, token_extras) -> Encoded:
         """Slice codes from the full ids, the prompt's own ids and the ids up to the answer's end."""
@@ -222,12 +313,19 @@ class _Generative:
         Raises the InputError of the first sample whose media does not decode.
         """
         parts = [self._texts(s, transform) for s in samples]
-        p_ids = self._prompt_ids([p[0] for p in parts])
-        cut = [i for i, p in enumerate(parts) if p[3] != p[1]]  # a template suffix follows the answer
-        e_ids = [None] * len(parts)
-        for i, ids in zip(cut, self.tokenizer([parts[i][3] for i in cut]).input_ids if cut else [], strict=True):
-            e_ids[i] = ids
-        toks = self._tokenize_batch([p[1] for p in parts], [p[2] for p in parts])
+        try:
+            p_ids = self._prompt_ids([p[0] for p in parts])
+            cut = [i for i, p in enumerate(parts) if p[3] != p[1]]  # a template suffix follows the answer
+            e_ids = [None] * len(parts)
+            for i, ids in zip(cut, self.tokenizer([parts[i][3] for i in cut]).input_ids if cut else [], strict=True):
+                e_ids[i] = ids
+            toks = self._tokenize_batch([p[1] for p in parts], [p[2] for p in parts])
+        except (ValueError, TypeError, IndexError, KeyError, RuntimeError) as exc:
+            # The processor's own complaint ("Found total 16 <image> tokens and 8 images"), as one
+            # line; the engine retries the batch sample by sample to name the row.
+            what = "processor" if getattr(self, "processor", None) is not None else "tokenizer"
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"the model's {what} refused the row: {first}") from None
         return [self._finish(ids, pi, ei, ex, tex)
                 for (ids, ex, tex), pi, ei in zip(toks, p_ids, e_ids, strict=True)]
 
