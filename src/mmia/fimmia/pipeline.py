@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from mmia.cache import Cache, cached_map, fingerprint_dir, make_key
 from mmia.data.ids import media_digest
 from mmia.data.schema import MEDIA_FIELDS, Dataset, Sample
-from mmia.errors import InputError, ModelNotFoundError
+from mmia.errors import InputError
 from mmia.fimmia.features import FeatureSet, build_features
 from mmia.perturb import NeighbourConfig, NeighbourMaker
 from mmia.perturb.neighbours import decode_media
@@ -60,12 +60,15 @@ def _target_kind(model_dir: str | Path) -> str:
     from mmia.offline import resolve_model_dir
 
     cfg_path = Path(resolve_model_dir(model_dir, "target")) / "config.json"
+    if not cfg_path.exists():  # e.g. a PEFT adapter: the targets layer knows what it is
+        return ""
     return json.loads(cfg_path.read_text(encoding="utf-8")).get("model_type", "")
 
 
 def make_scorer(target: str | Path, cfg: FimmiaConfig):
-    """The loss scorer for the target's architecture: LLaVA-style (image, video) or Whisper-style (audio)."""
-    kind = _target_kind(target)
+    """The loss scorer for the target: LLaVA (image, video) and Whisper (audio) keep their reuse
+    paths; every other generative target that `mmia.targets.load_target` accepts is scored through
+    the targets layer with full forward passes (`scoring_target.TargetScorer`, which says so)."""
     common = dict(
         batch_size=cfg.batch_size,
         reuse=cfg.reuse,
@@ -74,6 +77,7 @@ def make_scorer(target: str | Path, cfg: FimmiaConfig):
         answer_template=cfg.answer_template,
         device=cfg.device,
     )
+    kind = _target_kind(target)
     if kind == "llava":
         from mmia.fimmia.scoring import LlavaScorer
 
@@ -82,10 +86,13 @@ def make_scorer(target: str | Path, cfg: FimmiaConfig):
         from mmia.fimmia.scoring_audio import WhisperScorer
 
         return WhisperScorer(target, **common)
-    raise ModelNotFoundError(
-        f"{target}: FiMMIA scores LLaVA-style (model_type 'llava') and Whisper-style ('whisper') targets; "
-        f"this one is '{kind or 'unknown'}'"
-    )
+    from mmia import progress
+    from mmia.fimmia.scoring_target import TargetScorer
+
+    scorer = TargetScorer(target, max_frames=cfg.max_frames, **common)
+    progress.info(f"FiMMIA on a '{kind or scorer.target.kind}' target: no prefix or media reuse for this "
+                  "architecture yet; every original and neighbour is one full forward pass")
+    return scorer
 
 
 def _sample_digest(s: Sample) -> str:

@@ -87,6 +87,10 @@ class _Generative:
         ref = getattr(sample, self.media_field) if self.media_field else None
         return (self._load_media(ref), 1) if ref is not None else (None, 0)
 
+    def _given_media(self, sample, decoded):
+        """`_media_of` for media decoded already (a perturbed copy): (media as read, placeholders)."""
+        return (decoded, 1) if self.media_field else (None, 0)
+
     # -- the shared path ---------------------------------------------------------------------
     def _max_positions(self) -> int | None:
         cfg = self.model.config
@@ -159,7 +163,7 @@ class _Generative:
         before, after = full.split(answer)
         return head, before, after
 
-    def _texts(self, sample, transform):
+    def _texts(self, sample, transform, decoded=None):
         """(prompt part, full text, decoded media or None, full text up to the answer's end).
 
         A row whose prompt (or text) is laid out already, holding the model's media placeholder
@@ -170,7 +174,7 @@ class _Generative:
         t = transform or (lambda s: s)
         has_prompt = sample.prompt is not None
         answer = t(sample.answer if has_prompt else (sample.text or ""))
-        media, n_media = self._media_of(sample)
+        media, n_media = self._media_of(sample) if decoded is None else self._given_media(sample, decoded)
         written = sample.prompt if has_prompt else (sample.text or "")
         if self._as_written(written):
             self._check_placeholders(written, n_media)
@@ -307,12 +311,14 @@ class _Generative:
         """Token ids and slice codes of one sample; `transform` maps each text field (lowercase)."""
         return self.encode_batch([sample], transform)[0]
 
-    def encode_batch(self, samples, transform=None) -> list[Encoded]:
+    def encode_batch(self, samples, transform=None, media=None) -> list[Encoded]:
         """`encode` for several samples, with one tokenizer/processor call where the model allows.
 
-        Raises the InputError of the first sample whose media does not decode.
+        `media`: per sample, its media decoded already (e.g. a perturbed copy; None: decode the
+        sample's own). Raises the InputError of the first sample whose media does not decode.
         """
-        parts = [self._texts(s, transform) for s in samples]
+        media = media if media is not None else [None] * len(samples)
+        parts = [self._texts(s, transform, m) for s, m in zip(samples, media, strict=True)]
         try:
             p_ids = self._prompt_ids([p[0] for p in parts])
             cut = [i for i, p in enumerate(parts) if p[3] != p[1]]  # a template suffix follows the answer
@@ -532,6 +538,14 @@ class VisionLanguageTarget(_Generative):
             frames = list(load_video(sample.video, max_frames=self.max_frames))  # uint8 arrays, as images are
             return frames, len(frames)
         return super()._media_of(sample)
+
+    def _given_media(self, sample, decoded):
+        if sample.image is None and sample.video is not None:  # a decoded clip (T, H, W, 3): its frames
+            frames = list(decoded)
+            if len(frames) > self.max_frames:
+                frames = [frames[i] for i in np.linspace(0, len(frames) - 1, self.max_frames).round().astype(int)]
+            return frames, len(frames)
+        return super()._given_media(sample, decoded)
 
     def format_tag(self) -> str:
         # How video rows are read is part of the format (cached statistics of a video row depend on it).

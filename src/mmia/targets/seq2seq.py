@@ -66,13 +66,15 @@ class SpeechSeq2SeqTarget(_Generative):
         keys = [k for k in _ENCODER_KEYS if k in enc]
         return [{k: enc[k][i : i + 1] for k in keys} for i in range(len(waves))]
 
-    def encode_batch(self, samples, transform=None) -> list[Encoded]:
+    def encode_batch(self, samples, transform=None, media=None) -> list[Encoded]:
         """Decoder ids and slice codes of each sample, with its clip's encoder features in `extras`.
 
+        `media`: per sample, its clip decoded already at this model's rate (None: decode its own).
         Raises InputError for a sample without audio (the encoder needs it) or whose audio does
         not decode (the engine then isolates the bad samples one by one).
         """
-        parts = [self._texts(s, transform) for s in samples]
+        media = media if media is not None else [None] * len(samples)
+        parts = [self._texts(s, transform, m) for s, m in zip(samples, media, strict=True)]
         for s, p in zip(samples, parts, strict=True):
             if p[2] is None:
                 raise InputError("no audio: an audio encoder-decoder target needs the clip", row=s.row)

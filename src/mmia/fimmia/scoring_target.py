@@ -1,0 +1,182 @@
+"""Target losses of a sample and its neighbours under any generative target of `mmia.targets`.
+
+The architectures with a reuse path of their own (LLaVA: `scoring.LlavaScorer`, Whisper:
+`scoring_audio.WhisperScorer`) keep it; every other kind that `load_target` accepts (Qwen2-VL and
+the other vision-language models, audio-language models such as Qwen2-Audio, text-only causal
+LMs, PEFT adapters on any of them) is scored here, through the target's own encoding: the same
+layout as the score attacks (chat template, or a prompt used as written), the same tokenisation,
+the same media placeholders. The loss of a row is the mean cross-entropy of its answer tokens
+(the `answer` slice of `mmia.targets`), so the loss of an original equals the score attacks'
+`loss`. There is no prefix or media reuse on this path: every row, original or neighbour, is one
+full forward pass, batched (`settings()["reuse"]` says so, and so does the run's output).
+
+FiMMIA's `prompt_template` maps onto the as-written rule: a template other than the default
+writes the prompt out with the model's own media placeholders (`{media}`), which the target then
+uses as written. `answer_template` (e.g. " {answer}</s>") is written after the prompt as the
+answer text; the target's special tokens in it (such as `</s>`) are not part of the answer slice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from mmia.errors import ModelNotFoundError
+
+SCORER_VERSION = "1"
+DEFAULT_PROMPT_TEMPLATE = "{media}{prompt}"
+
+
+class TargetScorer:
+    """Answer-token losses of originals and neighbours under a target loaded by `load_target`."""
+
+    reuse_path = "none: every row is a full forward pass (no reuse path for this architecture)"
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        batch_size: int = 32,
+        reuse: bool = True,
+        prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
+        answer_sep: str = " ",
+        answer_template: str | None = None,
+        max_frames: int = 8,
+        device: str | None = None,
+        target=None,
+        **_ignored,
+    ):
+        from mmia.targets import GENERATIVE_KINDS, load_target
+
+        self.model_dir = str(model_dir)
+        self.target = target if target is not None else load_target(self.model_dir, device=device)
+        if self.target.kind not in GENERATIVE_KINDS:
+            raise ModelNotFoundError(
+                f"{self.model_dir}: FiMMIA needs a generative target (causal LM, VLM, audio LM); this one is a "
+                f"'{self.target.kind}' model (audit CLIP/CLAP models with `mmia umid` or `mmia attack`)"
+            )
+        if hasattr(self.target, "max_frames"):
+            self.target.max_frames = max_frames
+        self.batch_size = batch_size
+        self.reuse = reuse  # accepted for the common interface; this path has nothing to reuse
+        self.prompt_template = prompt_template
+        self.answer_sep = answer_sep
+        self.answer_template = answer_template
+        self.max_frames = max_frames
+        self.fingerprint = self.target.fingerprint
+        self.device = self.target.device
+
+    def settings(self) -> dict:
+        """What changes the losses (part of every cache key)."""
+        return {
+            "scorer": "target",
+            "version": SCORER_VERSION,
+            "kind": self.target.kind,
+            "format": self.target.format_tag() if hasattr(self.target, "format_tag") else None,
+            "prompt_template": self.prompt_template,
+            "answer_sep": self.answer_sep,
+            "answer_template": self.answer_template,
+            "max_frames": self.max_frames,
+            "reuse": self.reuse_path,
+        }
+
+    # --- layout --------------------------------------------------------------------------------
+    def _row(self, sample, prompt, answer, text, n_media: int):
+        """The sample with a neighbour's text, written out by FiMMIA's templates where they are set."""
+        placeholder = getattr(self.target, "placeholder", "") or ""
+        if self.answer_template is not None and answer is not None:
+            answer = self.answer_template.format(answer=answer).lstrip()
+        if prompt is not None and self.prompt_template != DEFAULT_PROMPT_TEMPLATE:
+            prompt = self.prompt_template.format(media=placeholder * n_media, prompt=prompt)
+        return dataclasses.replace(sample, prompt=prompt, answer=answer, text=text)
+
+    def _media_for_target(self, media, field: str | None):
+        """Decoded media as the target reads it (audio resampled to its rate)."""
+        if media is None or field != "audio":
+            return media
+        rate = getattr(self.target, "sampling_rate", None)
+        from mmia.perturb.neighbours import NeighbourConfig
+
+        given = NeighbourConfig().sampling_rate
+        if rate is None or rate == given:
+            return media
+        from fractions import Fraction
+
+        from scipy.signal import resample_poly
+
+        frac = Fraction(int(rate), int(given)).limit_denominator(1000)
+        return resample_poly(np.asarray(media, dtype=np.float64), frac.numerator, frac.denominator).astype(np.float32)
+
+    def _n_media(self, media, field: str | None) -> int:
+        if media is None or not getattr(self.target, "media_field", None):
+            return 0
+        if field == "video":
+            return min(len(media), self.max_frames)
+        return 1
+
+    # --- forward passes ------------------------------------------------------------------------
+    def losses(self, rows, media: list) -> list[float]:
+        """Mean answer-token cross-entropy of each row (NaN without answer tokens), batched."""
+        import torch
+
+        from mmia.targets import ANSWER
+
+        out: list[float] = []
+        for s in range(0, len(rows), self.batch_size):
+            enc = self.target.encode_batch(rows[s : s + self.batch_size], None, media[s : s + self.batch_size])
+            with torch.inference_mode():
+                logits, _ = self.target.logits(enc)
+            for i, e in enumerate(enc):
+                pos = np.flatnonzero(e.codes[1:] == ANSWER)  # row t predicts token t + 1
+                if not len(pos):
+                    out.append(float("nan"))
+                    continue
+                lg = logits[i, torch.from_numpy(pos).to(logits.device)].float()
+                tgt = torch.from_numpy(e.input_ids[pos + 1]).to(logits.device)
+                out.append(float(torch.nn.functional.cross_entropy(lg, tgt).item()))
+        return out
+
+    def score_sample(self, sample, neighbours, media: np.ndarray | None, media_field: str | None):
+        """(original loss, (K,) neighbour losses) of one sample, each row a full forward pass."""
+        own = self._media_for_target(media, media_field)
+        n = self._n_media(media, media_field)
+        rows = [self._row(sample, sample.prompt, sample.answer, sample.text, n)]
+        given = [own]
+        for nb in neighbours:
+            nb_media = own if nb.media is None else self._media_for_target(nb.media, nb.field)
+            rows.append(self._row(sample, nb.prompt, nb.answer, nb.text, self._n_media(nb_media, media_field)))
+            given.append(nb_media)
+        if not getattr(self.target, "media_field", None):
+            given = [None] * len(rows)  # a text-only model reads the text alone
+        losses = self.losses(rows, given)
+        return losses[0], np.asarray(losses[1:], dtype=np.float64)
+
+    def media_embedding_of(self, media: np.ndarray, field: str) -> np.ndarray:
+        """The target's own media embedding: the mean, over the media tokens, of the input
+        embeddings the language model receives (the encoder's projected features, merged in)."""
+        import torch
+
+        from mmia.data.schema import Sample
+        from mmia.targets import AUDIO, IMAGE
+
+        if not getattr(self.target, "media_field", None):
+            raise ModelNotFoundError(
+                f"{self.model_dir}: this target reads no media, so it has no media embedding of its own; "
+                "pass --media-embedder DIR (a CLIP/CLAP model) or --media-embedder none"
+            )
+        ref = {field: Path("<decoded>")}
+        sample = Sample(id="embed", row=0, text="", **ref)
+        enc = self.target.encode_batch([sample], None, [self._media_for_target(media, field)])
+        inputs = self.target.collate(enc)
+        floats = {k: v.to(self.device, self.target.dtype) if v.is_floating_point() else v.to(self.device)
+                  for k, v in inputs.items()}
+        with torch.inference_mode():
+            out = self.target.model(**floats, use_cache=False, output_hidden_states=True)
+        hidden = out.hidden_states[0][0]
+        codes = torch.from_numpy(enc[0].codes).to(hidden.device)
+        where = (codes == IMAGE) | (codes == AUDIO)
+        if not bool(where.any()):
+            raise ModelNotFoundError(f"{self.model_dir}: no media tokens in the target's input to embed")
+        return hidden[where].mean(dim=0).float().cpu().numpy()

@@ -1,0 +1,113 @@
+"""FiMMIA through the targets layer (`TargetScorer`): any generative target `load_target` accepts,
+laid out as the score attacks lay it out; full forward passes, said so."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from tiny_models import tiny_dir, write_media_dataset  # noqa: F401  (fixture)
+from typer.testing import CliRunner
+
+from mmia.cli import app
+from mmia.data import load_dataset
+from mmia.engine.generative import answer_losses
+from mmia.fimmia.scoring_target import TargetScorer
+from mmia.perturb import NeighbourConfig, NeighbourMaker
+from mmia.perturb.neighbours import decode_media
+from mmia.targets import load_target
+
+torch.set_num_threads(1)
+
+
+def _as_sample(s, nb):
+    return dataclasses.replace(s, prompt=nb.prompt, answer=nb.answer, text=nb.text)
+
+
+@pytest.mark.parametrize("model", ["qwen2vl", "causal_lm"])
+def test_losses_are_the_engines_answer_losses(tiny_dir, tmp_path, model):  # noqa: F811
+    ds = load_dataset(write_media_dataset(tmp_path / "d", n=3))
+    target = load_target(tiny_dir(model), device="cpu")
+    scorer = TargetScorer(tiny_dir(model), target=target, batch_size=4)
+    maker = NeighbourMaker(NeighbourConfig(k=5, field="answer", text_techniques=("delete", "swap")))
+    for s in ds:
+        nbs = maker.make(s)
+        orig, nb_losses = scorer.score_sample(s, nbs, decode_media(s, "image"), "image")
+        # the engine scores each neighbour as a sample of its own: the same layout, the same losses
+        ref = answer_losses(target, [s, *(_as_sample(s, nb) for nb in nbs)])
+        np.testing.assert_allclose([orig, *nb_losses], ref, rtol=0, atol=1e-5)
+        assert np.ptp(nb_losses) > 0  # the neighbours really differ
+
+
+def test_media_neighbours_are_read_by_the_target(tiny_dir, tmp_path):  # noqa: F811
+    ds = load_dataset(write_media_dataset(tmp_path / "d", n=1))
+    s = ds.samples[0]
+    scorer = TargetScorer(tiny_dir("qwen2vl"), batch_size=4)
+    nbs = NeighbourMaker(NeighbourConfig(k=4, field="media")).make(s, decode_media(s, "image"))
+    orig, nb_losses = scorer.score_sample(s, nbs, decode_media(s, "image"), "image")
+    assert np.isfinite(orig) and np.all(np.isfinite(nb_losses)) and np.all(nb_losses != orig)
+    emb = scorer.media_embedding_of(decode_media(s, "image"), "image")
+    other = scorer.media_embedding_of(nbs[0].media, "image")
+    assert emb.ndim == 1 and emb.shape == other.shape and not np.allclose(emb, other)
+
+
+def test_llava_through_the_targets_layer_equals_the_llava_scorer(tiny_dir, tmp_path):  # noqa: F811
+    # Where the two layouts agree (a LLaVA without a chat template: placeholder, prompt, space,
+    # answer), the generic path gives the reuse path's losses and media embedding.
+    from mmia.fimmia.scoring import LlavaScorer
+
+    ds = load_dataset(write_media_dataset(tmp_path / "d", n=2))
+    generic = TargetScorer(tiny_dir("llava"), batch_size=4)
+    assert generic.target._chat_owner() is None
+    llava = LlavaScorer(tiny_dir("llava"), device="cpu")
+    maker = NeighbourMaker(NeighbourConfig(k=4, field="answer+media", text_techniques=("delete", "swap")))
+    for s in ds:
+        media = decode_media(s, "image")
+        nbs = maker.make(s, media)
+        a = generic.score_sample(s, nbs, media, "image")
+        b = llava.score_sample(s, nbs, media, "image")
+        np.testing.assert_allclose([a[0], *a[1]], [b[0], *b[1]], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(generic.media_embedding_of(media, "image"), llava.media_embedding_of(media, "image"),
+                                   rtol=0, atol=1e-5)
+
+
+def test_cli_train_and_score_on_a_qwen2vl_target(tiny_dir, tmp_path):  # noqa: F811
+    data = write_media_dataset(tmp_path / "d", n=12)
+    target = tiny_dir("qwen2vl")
+    runner = CliRunner()
+    res = runner.invoke(app, ["fimmia", "train", str(data), "--target", str(target), "--out", str(tmp_path / "atk"),
+                              "--k", "3", "--field", "answer+media", "--holdout", "0.5", "--text-embedder", "none",
+                              "--cache-dir", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    assert "full forward pass" in res.output
+    cfg = json.loads((tmp_path / "atk" / "config.json").read_text())
+    held_ids = set(__import__("pandas").read_parquet(tmp_path / "atk" / "holdout" / "scores.parquet")["id"])
+    rows = [json.loads(x) for x in data.read_text().splitlines()]
+    for r in rows:
+        r["image"] = str(data.parent / r["image"])
+    held = tmp_path / "held.jsonl"
+    held.write_text("".join(json.dumps(r) + "\n" for r in rows if r["id"] in held_ids))
+    res = runner.invoke(app, ["-q", "fimmia", "score", str(held), "--target", str(target), "--attack-model",
+                              str(tmp_path / "atk"), "--out", str(tmp_path / "s"), "--cache-dir", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert out["attacks"][0]["name"] == "fimmia" and len(cfg["train_ids"]) + len(held_ids) == 12
+
+
+def test_audio_language_model(tiny_dir, tmp_path):  # noqa: F811
+    ds = load_dataset(write_media_dataset(tmp_path / "d", n=2, image=False, audio=True))
+    target = load_target(tiny_dir("qwen2audio"), device="cpu")
+    scorer = TargetScorer(tiny_dir("qwen2audio"), target=target)
+    maker = NeighbourMaker(NeighbourConfig(k=4, field="answer+audio", text_techniques=("swap",)))
+    for s in ds:
+        clip = decode_media(s, "audio")
+        nbs = maker.make(s, clip)
+        orig, nb_losses = scorer.score_sample(s, nbs, clip, "audio")
+        text_nbs = [nb for nb in nbs if nb.media is None]
+        ref = answer_losses(target, [s, *(_as_sample(s, nb) for nb in text_nbs)])
+        got = [orig, *(nb_losses[i] for i, nb in enumerate(nbs) if nb.media is None)]
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
+        assert np.all(np.isfinite(nb_losses)) and scorer.media_embedding_of(clip, "audio").ndim == 1
