@@ -34,7 +34,25 @@ def media_dir(tmp_path: Path) -> Path:
     gif[0].save(d / "anim.gif", save_all=True, append_images=gif[1:])
     (d / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
     (d / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    (d / "broken.mp4").write_text("not really an mp4\n", encoding="utf-8")
     return d
+
+
+def write_video(path: Path, frames, codec: str = "mpeg4", rate: int = 12) -> Path:
+    """Encode uint8 RGB frames (T, H, W, 3) into a video file with PyAV (container from the suffix)."""
+    import av
+
+    frames = np.asarray(frames, dtype=np.uint8)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"  # MJPEG takes full-range YUV only
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():  # flush the encoder's delayed frames
+            container.mux(packet)
+    return path
 
 
 def write_jsonl(path: Path, rows) -> Path:

@@ -95,6 +95,13 @@ def test_audio_that_does_not_decode(tmp_path, media_dir):
     assert rc == 2 and err.startswith(f"error: {p}, row 1: audio does not decode (")
 
 
+def test_video_file_that_does_not_decode(tmp_path, media_dir):
+    p = write_jsonl(tmp_path / "d.jsonl", [GOOD, {"id": "x", "text": "t", "video": "media/broken.mp4", "label": 0}])
+    rc, _, err = run_cli("inspect", p)
+    assert_one_line_error(rc, err, f"error: {p}, row 2: video does not decode (Invalid data found when processing "
+                                   f"input): {media_dir / 'broken.mp4'}")
+
+
 def test_missing_media_file(tmp_path, media_dir):
     p = write_jsonl(tmp_path / "d.jsonl", [GOOD, {"id": "x", "text": "t", "image": "media/gone.png"}])
     rc, _, err = run_cli("inspect", p)

@@ -17,6 +17,8 @@ from mmia.errors import InputError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 ANIMATED_SUFFIXES = {".gif", ".webp", ".tif", ".tiff", ".png", ".apng"}
+VIDEO_FILE_SUFFIXES = {".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi"}  # decoded with PyAV
+VIDEO_FORMS = "a folder of frames, an animated GIF/WebP, a .npy array or an .mp4/.webm/.mkv/.mov/.avi file"
 
 MediaRef = Path | bytes
 
@@ -74,14 +76,109 @@ def list_frames(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
 
 
+def _pick(n: int, max_frames: int | None) -> list[int]:
+    """Indices of the frames kept from `n`: all, or `max_frames` spread evenly over the whole clip."""
+    if max_frames is None or n <= max_frames:
+        return list(range(n))
+    return np.linspace(0, n - 1, max_frames).round().astype(int).tolist()
+
+
+def _resize(frame: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    wh = (size, size) if isinstance(size, int) else (size[1], size[0])
+    return np.asarray(Image.fromarray(frame).resize(wh, Image.BICUBIC))
+
+
+def is_video_file(ref: MediaRef) -> bool:
+    """A container file PyAV decodes: by suffix for a path, by its magic bytes for raw bytes."""
+    if isinstance(ref, Path):
+        return ref.suffix.lower() in VIDEO_FILE_SUFFIXES and not ref.is_dir()
+    head = bytes(ref[:12])
+    return (head[4:8] == b"ftyp"  # MP4 / MOV / M4V
+            or head[:4] == b"\x1aE\xdf\xa3"  # Matroska / WebM (EBML)
+            or (head[:4] == b"RIFF" and head[8:12] == b"AVI "))
+
+
+def _av_error(exc: Exception, ref: MediaRef) -> MediaError:
+    reason = getattr(exc, "strerror", None) or str(exc)  # strerror: FFmpeg's reason without the path
+    return MediaError(f"video does not decode ({reason})", _name(ref))
+
+
+def _av_container(ref: MediaRef):
+    """The opened container and its first video stream (MediaError when there is none)."""
+    import av
+
+    try:
+        container = av.open(str(ref) if isinstance(ref, Path) else _open(ref))
+    except (av.FFmpegError, OSError) as exc:
+        raise _av_error(exc, ref) from None
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams if s.type in ("audio", "subtitle")})
+        container.close()
+        if not kinds:  # an MP4 cut short before its index (moov) opens with no stream or a bare 'data' one
+            raise MediaError("video does not decode (no video or audio stream found; truncated?)", _name(ref))
+        raise MediaError(f"video file has no video stream (only {', '.join(kinds)})", _name(ref))
+    return container, container.streams.video[0]
+
+
+def _av_count(ref: MediaRef) -> int:
+    """Frames in the first video stream: the container's count where it gives one (MP4, MOV, AVI),
+    else a first pass counting packets without decoding them (WebM and Matroska give none)."""
+    container, stream = _av_container(ref)
+    with container:
+        if stream.frames:
+            return stream.frames
+        return sum(1 for packet in container.demux(stream) if packet.size)
+
+
+def _rgb(frame) -> np.ndarray:
+    """A decoded PyAV frame as uint8 RGB (H, W, 3); the one place a frame is converted (and held)."""
+    return np.ascontiguousarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
+
+
+def _av_decode(ref: MediaRef, n: int, max_frames: int | None, size) -> tuple[list[np.ndarray], int]:
+    """Decode, converting and keeping only the frames `_pick(n, max_frames)` names (memory stays at
+    max_frames frames; every frame without max_frames); returns them and the frames decoded."""
+    keep = None if max_frames is None else set(_pick(n, max_frames))
+    frames: list[np.ndarray] = []
+    t = 0
+    container, stream = _av_container(ref)
+    with container:
+        stream.thread_type = "AUTO"  # threaded decoding; frames still come out in order
+        for t, frame in enumerate(container.decode(stream), start=1):
+            if keep is None or t - 1 in keep:
+                arr = _rgb(frame)
+                frames.append(arr if size is None else _resize(arr, size))
+    return frames, t
+
+
+def _load_video_file(ref: MediaRef, max_frames: int | None, size) -> np.ndarray:
+    import av
+
+    try:
+        n = _av_count(ref) if max_frames is not None else 0
+        frames, decoded = _av_decode(ref, n, max_frames, size)
+        if max_frames is not None and _pick(decoded, max_frames) != [i for i in _pick(n, max_frames) if i < decoded]:
+            # The container's count (or the packets) was not the frames decoded (edit lists, a
+            # damaged tail), so the picks were off: decode again, sampling over the true count.
+            frames, decoded = _av_decode(ref, decoded, max_frames, size)
+    except av.FFmpegError as exc:
+        raise _av_error(exc, ref) from None
+    if not frames:
+        raise MediaError("video does not decode (no frame decodes)", _name(ref))
+    return np.stack(frames)
+
+
 def load_video(
     ref: MediaRef, max_frames: int | None = None, size: int | tuple[int, int] | None = None
 ) -> np.ndarray:
     """Decode a video to uint8 frames (T, H, W, 3).
 
-    Accepts a folder of frame images (natural sort order), an animated GIF/WebP/TIFF/PNG, or a
-    `.npy` uint8 array of shape (T, H, W, 3) (loaded without pickle). `max_frames` samples
-    frames evenly.
+    Accepts a folder of frame images (natural sort order), an animated GIF/WebP/TIFF/PNG, a
+    `.npy` uint8 array of shape (T, H, W, 3) (loaded without pickle), or a video file
+    (`.mp4`, `.m4v`, `.mov`, `.webm`, `.mkv`, `.avi`; its first video stream, decoded with PyAV).
+    `max_frames` samples frames evenly over the whole video; `size` resizes each frame (bicubic).
     """
     from PIL import Image, ImageSequence
 
@@ -90,9 +187,9 @@ def load_video(
         paths = list_frames(ref)
         if not paths:
             raise MediaError("video folder holds no frame images", ref)
-        if max_frames is not None and len(paths) > max_frames:
-            paths = [paths[i] for i in np.linspace(0, len(paths) - 1, max_frames).round().astype(int)]
-        return np.stack([load_image(p, size) for p in paths])
+        return np.stack([load_image(paths[i], size) for i in _pick(len(paths), max_frames)])
+    if is_video_file(ref):
+        return _load_video_file(ref, max_frames, size)
     if isinstance(ref, Path) and ref.suffix.lower() == ".npy":
         try:
             arr = np.load(ref, allow_pickle=False)
@@ -106,20 +203,29 @@ def load_video(
             with Image.open(_open(ref)) as im:
                 frames = [np.asarray(f.convert("RGB"), dtype=np.uint8).copy() for f in ImageSequence.Iterator(im)]
         except (OSError, ValueError, SyntaxError) as exc:
-            raise MediaError(
-                f"video does not decode ({exc}); give a folder of frames, an animated GIF/WebP or a .npy array",
-                _name(ref),
-            ) from None
-    if max_frames is not None and len(frames) > max_frames:
-        frames = [frames[i] for i in np.linspace(0, len(frames) - 1, max_frames).round().astype(int)]
+            raise MediaError(f"video does not decode ({exc}); give {VIDEO_FORMS}", _name(ref)) from None
+    frames = [frames[i] for i in _pick(len(frames), max_frames)]
     if size is not None:
-        wh = (size, size) if isinstance(size, int) else (size[1], size[0])
-        frames = [np.asarray(Image.fromarray(f).resize(wh, Image.BICUBIC)) for f in frames]
+        frames = [_resize(f, size) for f in frames]
     return np.stack(frames)
 
 
+def _check_video_file(ref: MediaRef) -> None:
+    """A video stream is there and its first frame decodes (the rest is not decoded)."""
+    import av
+
+    container, stream = _av_container(ref)
+    with container:
+        try:
+            first = next(iter(container.decode(stream)), None)
+        except av.FFmpegError as exc:
+            raise _av_error(exc, ref) from None
+    if first is None:
+        raise MediaError("video does not decode (no frame decodes)", _name(ref))
+
+
 def check_media(ref: MediaRef, kind: str) -> None:
-    """Cheap decodability check (headers, not full decode) run when a dataset loads."""
+    """Cheap decodability check (headers, or one frame of a video file) run when a dataset loads."""
     from PIL import Image
 
     if kind == "image":
@@ -150,6 +256,8 @@ def check_media(ref: MediaRef, kind: str) -> None:
                 raise MediaError(f"video array does not load ({exc})", ref) from None
             if arr.ndim != 4 or arr.shape[-1] != 3:
                 raise MediaError(f"video array has shape {arr.shape}, expected (T, H, W, 3)", ref)
+        elif is_video_file(ref):
+            _check_video_file(ref)
         else:
             check_media(ref, "image")
     else:
