@@ -163,6 +163,24 @@ def save_clip(out: Path, seed: int = 0) -> Path:
     return out
 
 
+def save_siglip(out: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel, SiglipProcessor
+
+    tok = make_tokenizer(add_eos=True)
+    cfg = SiglipConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=16, pad_token_id=0, bos_token_id=1,
+                         eos_token_id=2, projection_size=32),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=8))
+    torch.manual_seed(seed)
+    SiglipModel(cfg).save_pretrained(out)
+    ip = SiglipImageProcessorPil(size={"height": 32, "width": 32})
+    SiglipProcessor(image_processor=ip, tokenizer=tok).save_pretrained(out)
+    return out
+
+
 def save_clap(out: Path, seed: int = 0) -> Path:
     import torch
     from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor

@@ -1,4 +1,4 @@
-"""Adapters for contrastive text-media models: CLIP (image-text) and CLAP (audio-text).
+"""Adapters for contrastive text-media models: CLIP and SigLIP (image-text), CLAP (audio-text).
 
 Both embed texts and media into one space and return L2-normalised float32 numpy arrays, so a
 pair's cosine similarity is a dot product. For methods that optimise a media input (text-only
@@ -42,17 +42,19 @@ class _Contrastive:
         """Normalised text embeddings (n, d), `batch_size` texts per forward pass."""
         import torch
 
-        tok = self.processor.tokenizer
         texts = list(texts)
         out = []
         for i in range(0, len(texts), batch_size):
-            enc = tok(texts[i : i + batch_size], padding=True, truncation=True, return_tensors="pt",
-                      max_length=self._max_text_len())
             with torch.inference_mode():
-                o = self.model.get_text_features(input_ids=enc["input_ids"].to(self.device),
-                                                 attention_mask=enc["attention_mask"].to(self.device))
+                o = self.model.get_text_features(**self._text_inputs(texts[i : i + batch_size]))
             out.append(_normalise(_features(o)))
         return np.concatenate(out) if out else np.zeros((0, self.embed_dim), dtype=np.float32)
+
+    def _text_inputs(self, texts: list[str]) -> dict:
+        """Tokenised texts as the model's text tower takes them (padded to the longest, masked)."""
+        enc = self.processor.tokenizer(texts, padding=True, truncation=True, return_tensors="pt",
+                                       max_length=self._max_text_len())
+        return {"input_ids": enc["input_ids"].to(self.device), "attention_mask": enc["attention_mask"].to(self.device)}
 
     @property
     def embed_dim(self) -> int:
@@ -114,6 +116,31 @@ class CLIPTarget(_Contrastive):
         std = torch.tensor(ip.image_std, dtype=pixels.dtype, device=pixels.device).view(1, 3, 1, 1)
         out = self.model.get_image_features(pixel_values=((pixels - mean) / std).to(self.device, self.dtype))
         return F.normalize(_features(out).float(), dim=-1)
+
+
+class SiglipTarget(CLIPTarget):
+    """SiglipModel + its processor (Zhai et al., "Sigmoid Loss for Language Image Pre-Training",
+    ICCV 2023): an image-text model of the `clip` kind, for CSA/AEA and `mmia umid`.
+
+    SigLIP's text tower was trained on texts padded to its full length (64 tokens) with no
+    attention mask, and pools the last position: texts are tokenised that way here, or the
+    embeddings are not the model's. Its embedding width is the text tower's `projection_size`.
+    """
+
+    kind = "clip"
+    architecture = "siglip"
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.model.config.text_config.projection_size)
+
+    def _text_inputs(self, texts: list[str]) -> dict:
+        tok = self.processor.tokenizer
+        enc = tok(texts, padding="max_length", truncation=True, return_tensors="pt", max_length=self._max_text_len())
+        out = {"input_ids": enc["input_ids"].to(self.device)}
+        if "attention_mask" in getattr(tok, "model_input_names", ()) and "attention_mask" in enc:
+            out["attention_mask"] = enc["attention_mask"].to(self.device)  # a tokenizer that was built with one
+        return out
 
 
 class CLAPTarget(_Contrastive):

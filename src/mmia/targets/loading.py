@@ -26,8 +26,8 @@ def detect_kind(path: str | Path) -> str:
     cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     mtype = cfg.get("model_type", "")
     archs = cfg.get("architectures") or []
-    if mtype == "clip" or "CLIPModel" in archs:
-        return "clip"
+    if mtype in ("clip", "siglip") or "CLIPModel" in archs or "SiglipModel" in archs:
+        return "clip"  # the image-text contrastive kind: CLIP and SigLIP
     if mtype == "clap" or "ClapModel" in archs:
         return "clap"
     if mtype in _AUDIO_TYPES or ("audio_config" in cfg and "text_config" in cfg):
@@ -124,10 +124,12 @@ def _load(path, kind, device, dtype):
         proc = from_pretrained(tf.AutoProcessor, path, "processor")
         return AudioLanguageTarget(path, model_of(cls), proc.tokenizer, fingerprint, device, torch_dtype, proc)
     if kind in ("clip", "clap"):
-        from mmia.targets.contrastive import CLAPTarget, CLIPTarget
+        from mmia.targets.contrastive import CLAPTarget, CLIPTarget, SiglipTarget
 
-        cls = tf.CLIPModel if kind == "clip" else tf.ClapModel
+        mtype = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type", "")
+        cls, adapter = {"clip": (tf.CLIPModel, CLIPTarget), "clap": (tf.ClapModel, CLAPTarget)}[kind]
+        if mtype == "siglip":
+            cls, adapter = tf.SiglipModel, SiglipTarget
         proc = from_pretrained(tf.AutoProcessor, path, "processor")
-        adapter = CLIPTarget if kind == "clip" else CLAPTarget
         return adapter(path, model_of(cls), proc, fingerprint, device, torch_dtype)
     raise ValueError(f"unknown target kind {kind!r}")
