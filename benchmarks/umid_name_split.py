@@ -30,9 +30,9 @@ def main() -> None:
     from mmia import progress
     from mmia.data.ids import stable_seed
     from mmia.metrics import auc
-    from mmia.shift.embed import embed_texts
     from mmia.shift.models import dense_classifier
     from mmia.shift.protocol import Plan, out_of_fold_scores
+    from mmia.targets.sentences import embed_texts
     from mmia.testbeds.names import identity_split, person_names
 
     progress.set_quiet(True)

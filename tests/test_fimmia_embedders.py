@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mmia.fimmia.embedders import ContrastiveMediaEmbedder, TextEmbedder
+from mmia.fimmia.embedders import ContrastiveMediaEmbedder
 from mmia.perturb.audio import perturb_audio
 from mmia.perturb.image import perturb_image
+from mmia.targets.sentences import SentenceEmbedder
 
 
 def test_default_text_embedder_is_minilm():
-    emb = TextEmbedder()
+    emb = SentenceEmbedder()
     v = emb.encode(["a red circle on a blue background", "a red circle on a blue backdrop", "stock market news"])
     assert v.shape == (3, 384) and v.dtype == np.float32
     cos = v @ v.T / np.outer(np.linalg.norm(v, axis=1), np.linalg.norm(v, axis=1))
@@ -30,6 +31,13 @@ def test_clip_and_clap_media_embedders(tmp_path):
     video = np.stack([img, img[::-1], img[:, ::-1]])
     v = clip.encode([video], "video")
     np.testing.assert_allclose(v[0], clip.encode(list(video), "image").mean(axis=0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)  # the contrastive target's embeddings
+
+    from tiny_models import save_siglip
+
+    siglip = ContrastiveMediaEmbedder(save_siglip(tmp_path / "siglip"))
+    s = siglip.encode([img, perturb_image(img, "noise", rng)], "image")
+    assert s.shape == (2, 32) and not np.allclose(s[0], s[1])
 
     clap = ContrastiveMediaEmbedder(save_clap(tmp_path / "clap"))
     wave = (np.sin(np.arange(32000) / 5) * 0.3).astype(np.float32)  # 2 s at 16 kHz: longer than max_length

@@ -143,9 +143,10 @@ def test_masked_lm_substitution(tmp_path):
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 
-    from mmia.perturb.text import MaskedLMSubstituter, default_minilm_dir
+    from mmia.perturb.text import MaskedLMSubstituter
+    from mmia.targets.sentences import default_sentence_model_dir
 
-    tok = AutoTokenizer.from_pretrained(default_minilm_dir())
+    tok = AutoTokenizer.from_pretrained(default_sentence_model_dir())
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                      intermediate_size=32, max_position_embeddings=512)

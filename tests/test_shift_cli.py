@@ -144,9 +144,9 @@ def test_scenes_testbed_verdicts_through_the_demo_step(tmp_path):
 
 def test_sentence_embedding_runs_offline_and_caches(tmp_path):
     from mmia.cache import Cache
-    from mmia.shift.embed import default_text_embedder, embed_texts
+    from mmia.targets.sentences import default_sentence_model_dir, embed_texts
 
-    model = default_text_embedder()
+    model = default_sentence_model_dir()
     assert model is not None and (model / "model.safetensors").exists()
     rows = _shifted_text_rows(24)
     ds = load_dataset(write_jsonl(tmp_path / "t.jsonl", rows))

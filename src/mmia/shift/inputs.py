@@ -80,7 +80,7 @@ class ShiftInputs:
         return date_matrix(self.texts)
 
     def embeddings(self, model_dir=None) -> np.ndarray:
-        from mmia.shift.embed import embed_texts
+        from mmia.targets.sentences import embed_texts
 
         return embed_texts(self.texts, model_dir or self.text_embedder, cache=self.cache)
 
