@@ -7,6 +7,7 @@ times), with the median of the repeats' CPU-time ratios beside it.
     PYTHONPATH=src python benchmarks/fimmia.py                      # random LLaVA, 64 image tokens
     PYTHONPATH=src python benchmarks/fimmia.py --image-tokens 576   # LLaVA-1.5-like image length
     PYTHONPATH=src python benchmarks/fimmia.py --target DIR --data FILE   # a real target / testbed
+    ... --prompt-template $'USER: {media}\n{prompt}\nASSISTANT:' --answer-template ' {answer}</s>'  # vlm's format
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ def main() -> None:
                     help="interleaved repeats: the best wall time of each path counts, and the median of the "
                          "repeats' CPU-time ratios (steadier on a shared machine)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--prompt-template", default="{media}{prompt}",
+                    help="FiMMIA's prompt template (default: the target's own layout, its chat template if any)")
+    ap.add_argument("--answer-template", default=None, help="e.g. ' {answer}</s>' (the vlm testbed's format)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -80,10 +84,9 @@ def main() -> None:
             target = args.target
             samples = [s for s in load_dataset(args.data) if s.image is not None][: args.samples]
 
-        def scorer(reuse, template="{media}{prompt}"):
-            return LlavaScorer(
-                target, reuse=reuse, batch_size=args.batch_size, device=args.device, prompt_template=template
-            )
+        def scorer(reuse, template=args.prompt_template):
+            return LlavaScorer(target, reuse=reuse, batch_size=args.batch_size, device=args.device,
+                               prompt_template=template, answer_template=args.answer_template)
 
         fast, slow = scorer(True), scorer(False)
         print(

@@ -51,7 +51,7 @@ def data(tmp_path_factory):
      ("answer+media", "{media}{prompt}"), ("prompt", "{prompt} {media}"), ("answer", "{prompt} {media}")],
 )
 def test_reuse_paths_equal_scratch(llava, data, field, template):
-    from mmia.fimmia.scoring import LlavaScorer, Row
+    from mmia.fimmia.scoring import LlavaScorer
     from mmia.perturb.neighbours import decode_media
 
     s = Sample(id="x", row=1, prompt="describe the red picture at the top", answer="there is a small red circle "
@@ -60,7 +60,8 @@ def test_reuse_paths_equal_scratch(llava, data, field, template):
     img = decode_media(s, "image")
     fast_scorer = LlavaScorer(llava, reuse=True, batch_size=4, prompt_template=template)
     if template.startswith("{prompt}") and field == "prompt":  # no shared prefix holds the media tokens
-        rows = [Row(fast_scorer.prefix_ids(n.prompt, 1), [5], None) for n in nbs]
+        rows = fast_scorer._rows(s, [(s.prompt, s.answer, s.text), *((n.prompt, n.answer, n.text) for n in nbs)],
+                                 img, "image", with_pixels=False)
         assert fast_scorer.score_on_shared_prefix(rows) is None  # -> the vision-feature path is taken
     fast = fast_scorer.score_sample(s, nbs, img, "image")
     slow = LlavaScorer(llava, reuse=False, batch_size=4, prompt_template=template).score_sample(s, nbs, img, "image")

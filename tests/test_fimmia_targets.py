@@ -111,3 +111,33 @@ def test_audio_language_model(tiny_dir, tmp_path):  # noqa: F811
         got = [orig, *(nb_losses[i] for i, nb in enumerate(nbs) if nb.media is None)]
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
         assert np.all(np.isfinite(nb_losses)) and scorer.media_embedding_of(clip, "audio").ndim == 1
+
+
+def test_llava_scorer_lays_out_as_the_target_does(quick_cache):
+    # The vlm testbed's LLaVA has a chat template: by default FiMMIA's losses are the score attacks'
+    # answer losses under it; with the testbed's own templates (answer + closing </s> in the loss,
+    # as in training) the reuse path and the generic full-pass path agree.
+    import json as _json
+
+    from mmia.fimmia.pipeline import config_for_testbed
+    from mmia.fimmia.scoring import LlavaScorer
+    from mmia.testbeds.build import build_testbed
+
+    tb = build_testbed("vlm", seed=0, quick=True, cache_dir=quick_cache)
+    ds = load_dataset(tb.splits["matched"]).subset(range(3))
+    target = load_target(tb.targets["target"], device="cpu")
+    default = LlavaScorer(tb.targets["target"], device="cpu")
+    maker = NeighbourMaker(NeighbourConfig(k=4, field="answer+media", text_techniques=("delete", "swap")))
+    work = [(s, decode_media(s, "image")) for s in ds]
+    work = [(s, m, maker.make(s, m)) for s, m in work]
+    ours = [default.score_sample(s, nbs, m, "image")[0] for s, m, nbs in work]
+    np.testing.assert_allclose(ours, answer_losses(target, ds.samples), rtol=0, atol=1e-5)
+    cfg = config_for_testbed(_json.loads((tb.root / "manifest.json").read_text()))
+    assert cfg.answer_template and "</s>" in cfg.answer_template
+    kw = dict(prompt_template=cfg.prompt_template, answer_template=cfg.answer_template)
+    reuse, generic = LlavaScorer(tb.targets["target"], device="cpu", **kw), TargetScorer(tb.targets["target"], **kw)
+    for s, m, nbs in work:
+        a, b = reuse.score_sample(s, nbs, m, "image"), generic.score_sample(s, nbs, m, "image")
+        np.testing.assert_allclose([a[0], *a[1]], [b[0], *b[1]], rtol=0, atol=1e-5)
+    s, m, nbs = work[0]
+    assert not np.isclose(reuse.score_sample(s, nbs, m, "image")[0], ours[0])  # </s> is in this loss

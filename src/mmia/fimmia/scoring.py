@@ -1,11 +1,13 @@
 """Target losses of a sample and its neighbours on a LLaVA-style model, with computation reuse.
 
-The loss is the mean cross-entropy over the answer tokens (the `text` of a row without a
-prompt/answer split), given the media tokens and the prompt. The text is laid out as the score
-attacks' engine lays it out (`mmia.targets.generative`): `<image>` placeholders, the prompt, a
-space, the answer, so FiMMIA's loss of an original sample is the engine's answer loss (tested).
-It is tokenised as `tokens(prefix) + tokens(sep + answer)`, so every neighbour of a sample
-shares the prefix token for token.
+The model, its processor and the text layout come from the targets layer (`mmia.targets`): each
+row is encoded by the target as the score attacks encode it (its chat template, or a prompt used
+as written; FiMMIA's templates map onto that, `mmia.fimmia.layout`), so FiMMIA's loss of an
+original is the attacks' answer loss (tested). A text neighbour keeps the original's image: it
+is tokenised without the processor, its placeholders expanded as the processor expanded the
+original's (checked on the original itself, else the processor encodes every row). The loss is
+the mean cross-entropy over the loss span (`FimmiaLayout.loss_span`: the answer tokens, or the
+answer template's whole text).
 
 Paths, chosen by what the neighbours change:
 - text changes (answer, text or prompt): the original's whole sequence runs ONCE with the pixel
@@ -33,9 +35,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mmia.fimmia.layout import DEFAULT_PROMPT_TEMPLATE, FimmiaLayout
 from mmia.fimmia.packing import choose_width, common_prefix_len, hidden_index, pack_tails
 
-SCORER_VERSION = "1"
+# 2: the targets layer's layout and tokenisation (the score attacks'), answer_template tokens in the loss
+SCORER_VERSION = "2"
 
 
 def losses_at(head, table: torch.Tensor, index: list[list[int]], answers) -> list[float]:
@@ -100,7 +104,9 @@ class Row:
 
 
 class LlavaScorer:
-    """Answer-token losses of originals and neighbours under a LlavaForConditionalGeneration."""
+    """Answer-token losses of originals and neighbours under a LlavaForConditionalGeneration,
+    loaded and laid out by the targets layer (`mmia.targets`: the score attacks' layout and
+    tokenisation), with the reuse paths above."""
 
     def __init__(
         self,
@@ -108,40 +114,31 @@ class LlavaScorer:
         *,
         batch_size: int = 32,
         reuse: bool = True,
-        prompt_template: str = "{media}{prompt}",
+        prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
         answer_sep: str = " ",
         answer_template: str | None = None,
         max_frames: int = 8,
         device: str | None = None,
+        target=None,
     ):
-        from transformers import AutoProcessor, LlavaForConditionalGeneration
+        from mmia.targets import load_target
 
-        from mmia import offline, progress
-        from mmia.cache import fingerprint_dir
-
-        if progress.is_quiet():
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()
         self.model_dir = str(model_dir)
-        self.processor = offline.from_pretrained(AutoProcessor, self.model_dir, what="target")
-        from mmia.targets.base import resolve_device
-
-        self.device = resolve_device(device)
-        model = offline.from_pretrained(LlavaForConditionalGeneration, self.model_dir, what="target")
-        self.model = model.to(self.device).eval()
-        self.tokenizer = self.processor.tokenizer
-        self.image_token = getattr(self.processor, "image_token", "<image>")
+        self.target = target if target is not None else load_target(self.model_dir, kind="vlm", device=device)
+        self.layout = FimmiaLayout(prompt_template, answer_template)
+        self.layout.apply(self.target)
+        self.target.max_frames = max_frames
+        self.device = self.target.device
+        self.model = self.target.model
+        self.tokenizer = self.target.tokenizer
         self.batch_size = batch_size
         self.reuse = reuse
         self.prompt_template = prompt_template
         self.answer_sep = answer_sep
         self.answer_template = answer_template
         self.max_frames = max_frames
-        self.fingerprint = fingerprint_dir(self.model_dir)
-        self._tokens_per_image: int | None = None
+        self.fingerprint = self.target.fingerprint
         self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self._prefix_memo: dict[tuple[str | None, int], list[int]] = {}
         self._token_cost = _token_cost(self.model.config.text_config)
         self._cache_kwarg = "cache" in inspect.signature(type(self.model.model).forward).parameters
 
@@ -150,62 +147,57 @@ class LlavaScorer:
         return {
             "scorer": "llava",
             "version": SCORER_VERSION,
-            "prompt_template": self.prompt_template,
-            "answer_sep": self.answer_sep,
-            "answer_template": self.answer_template,
+            "format": self.target.format_tag(),
+            **self.layout.settings(),
             "max_frames": self.max_frames,
         }
 
-    # --- inputs --------------------------------------------------------------------------------
-    def pixel_values(self, images: list[np.ndarray]) -> torch.Tensor:
-        pv = self.processor.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
-        return pv.to(self.device, self.model.dtype)
+    # --- inputs: the target's encoding ----------------------------------------------------------
+    def _pixels(self, enc) -> torch.Tensor | None:
+        pv = enc.extras.get("pixel_values")
+        return None if pv is None else pv.to(self.device, self.model.dtype)
 
     @property
     def tokens_per_image(self) -> int:
-        if self._tokens_per_image is None:
-            img = np.zeros((8, 8, 3), dtype=np.uint8)
-            enc = self.processor(text=[self.image_token], images=[img], return_tensors="pt")
-            self._tokens_per_image = int((enc["input_ids"] == self.model.config.image_token_id).sum())
-        return self._tokens_per_image
+        """Image tokens the processor makes of one (8 x 8) image."""
+        from mmia.data.schema import Sample
+        from mmia.targets import IMAGE
 
-    def prefix_ids(self, prompt: str | None, n_images: int) -> list[int]:
-        """Media tokens and prompt; memoised, since a sample's text neighbours mostly repeat its
-        prompt (and its tens of media tokens make the tokenisation the dear part)."""
-        key = (prompt, n_images)
-        if key not in self._prefix_memo:
-            text = self.prompt_template.format(media=self.image_token * n_images, prompt=prompt or "")
-            text = text.replace(self.image_token, self.image_token * self.tokens_per_image)
-            ids = self.tokenizer(text)["input_ids"]
-            if not ids and self.tokenizer.bos_token_id is not None:
-                ids = [self.tokenizer.bos_token_id]  # the first answer token needs something to follow
-            if len(self._prefix_memo) >= 1024:
-                self._prefix_memo.clear()
-            self._prefix_memo[key] = ids
-        return list(self._prefix_memo[key])
+        img = np.zeros((8, 8, 3), dtype=np.uint8)
+        enc = self.target.encode_batch([Sample(id="t", row=0, text="", image=Path("<decoded>"))], None, [img])[0]
+        return int((enc.codes == IMAGE).sum())
 
-    def answers_ids(self, answers: list[str], prompts: list[str | None]) -> list[list[int]]:
-        """Answer tokens of many rows in one tokenizer call: `answer_template` (e.g. " {answer}</s>",
-        the format a model was trained on) when set; else the separator, only after a prompt not
-        already ending in a space."""
-        if self.answer_template is not None:
-            texts = [self.answer_template.format(answer=a) for a in answers]
-        else:
-            texts = [(self.answer_sep if p and not p[-1].isspace() else "") + a for a, p in zip(answers, prompts,
-                                                                                                 strict=True)]
-        return self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
-
-    def images_of(self, media: np.ndarray | None, field: str | None) -> list[np.ndarray]:
-        """The images fed for a medium: one image, or up to `max_frames` evenly spaced frames."""
+    def _n_items(self, media, field: str | None) -> int:
         if media is None:
-            return []
-        if field != "video":
-            return [media]
-        frames = list(media)
-        if len(frames) > self.max_frames:
-            keep = np.linspace(0, len(frames) - 1, self.max_frames).round().astype(int)
-            frames = [frames[i] for i in keep]
-        return frames
+            return 0
+        return min(len(media), self.max_frames) if field == "video" else 1
+
+    def _rows(self, sample, variants, media, field, with_pixels: bool) -> list[Row]:
+        """Rows of `variants` ((prompt, answer, text) each) on `media`, encoded by the target."""
+        from mmia.targets import IMAGE
+
+        n = self._n_items(media, field)
+        samples = [self.layout.row(self.target, sample, p, a, t, n) for p, a, t in variants]
+        if with_pixels or media is None:
+            encs = self.target.encode_batch(samples, None, [media] * len(samples))
+        else:
+            # Text variants on the original's media: tokenised without the processor, the image
+            # placeholders expanded as the processor expanded the original's (checked: the first
+            # variant is the original itself, encoded both ways).
+            first = self.target.encode_batch(samples[:1], None, [media])[0]
+            per = int((first.codes == IMAGE).sum()) // max(n, 1)
+            encs = self.target.encode_text_batch(samples, [media] * len(samples), per)
+            if not np.array_equal(encs[0].input_ids, first.input_ids):
+                encs = self.target.encode_batch(samples, None, [media] * len(samples))
+            encs[0] = first
+        rows = []
+        for e in encs:
+            start, stop = self.layout.loss_span(e.codes)
+            ids = e.input_ids.tolist()
+            rows.append(Row(ids[:start] if stop else ids, ids[start:stop], self._pixels(e)))
+        if not with_pixels and media is not None:
+            rows = [Row(r.prefix, r.answer, rows[0].pixel_values) for r in rows]
+        return rows
 
     # --- forward passes ------------------------------------------------------------------------
     def _answer_losses(self, hidden: torch.Tensor, starts, answers) -> list[float]:
@@ -291,37 +283,50 @@ class LlavaScorer:
         ]
         return losses_at(self.model.get_output_embeddings(), torch.cat(table), idx, [r.answer for r in rows])
 
-    def score_prompts_on_features(self, prefixes: list[list[int]], pixel_values, answer: list[int]) -> list[float]:
-        """Run the vision tower + projector once; reuse its features for every prefix."""
+    def score_prompts_on_features(self, rows: list[Row], pixel_values) -> list[float]:
+        """Run the vision tower + projector once; reuse its features for every row (same media)."""
         feats = None
         if pixel_values is not None:
             feats = torch.cat(list(self.model.model.get_image_features(pixel_values=pixel_values).pooler_output))
         embed = self.model.get_input_embeddings()
         image_id = self.model.config.image_token_id
         out = []
-        for s in range(0, len(prefixes), self.batch_size):
-            chunk = prefixes[s : s + self.batch_size]
-            ids, mask = self._pad([p + answer for p in chunk])
+        for s in range(0, len(rows), self.batch_size):
+            chunk = rows[s : s + self.batch_size]
+            ids, mask = self._pad([r.prefix + r.answer for r in chunk])
             emb = embed(ids)
             if feats is not None:
                 where = (ids == image_id).unsqueeze(-1).expand_as(emb)
                 emb = emb.masked_scatter(where, feats.repeat(len(chunk), 1).to(emb.dtype))
             hidden = self.model.model(inputs_embeds=emb, attention_mask=mask).last_hidden_state
-            out += self._answer_losses(hidden, [len(p) for p in chunk], [answer] * len(chunk))
+            out += self._answer_losses(hidden, [len(r.prefix) for r in chunk], [r.answer for r in chunk])
         return out
 
     @torch.no_grad()
-    def media_embedding(self, images: list[np.ndarray]) -> np.ndarray:
-        """The target's own media embedding: mean of the projected image features (all frames)."""
-        if not images:
-            raise ValueError("no images to embed")
-        feats = self.model.model.get_image_features(pixel_values=self.pixel_values(images)).pooler_output
-        return torch.cat(list(feats)).mean(dim=0).float().numpy()
-
     def media_embedding_of(self, media: np.ndarray, field: str) -> np.ndarray:
-        return self.media_embedding(self.images_of(media, field))
+        """The target's own media embedding: mean of the projected image features (all frames read)."""
+        from mmia.data.schema import Sample
+
+        ref = {field: Path("<decoded>")}
+        enc = self.target.encode_batch([Sample(id="embed", row=0, text="", **ref)], None, [media])[0]
+        pv = self._pixels(enc)
+        if pv is None:
+            raise ValueError("no images to embed")
+        feats = self.model.model.get_image_features(pixel_values=pv).pooler_output
+        return torch.cat(list(feats)).mean(dim=0).float().cpu().numpy()
 
     # --- one sample ----------------------------------------------------------------------------
+    def _media_rows(self, sample, neighbours, field) -> list[Row]:
+        """Rows of neighbours whose media changed: each encoded with its own media (own pixels)."""
+        samples = [self.layout.row(self.target, sample, nb.prompt, nb.answer, nb.text,
+                                   self._n_items(nb.media, field)) for nb in neighbours]
+        rows = []
+        for e in self.target.encode_batch(samples, None, [nb.media for nb in neighbours]):
+            start, stop = self.layout.loss_span(e.codes)
+            ids = e.input_ids.tolist()
+            rows.append(Row(ids[:start] if stop else ids, ids[start:stop], self._pixels(e)))
+        return rows
+
     @torch.no_grad()
     def score_sample(self, sample, neighbours, media: np.ndarray | None, media_field: str | None):
         """(original loss, (K,) neighbour losses) of one sample.
@@ -329,23 +334,18 @@ class LlavaScorer:
         `media` is the sample's decoded media (None if it has none) and `media_field` its kind.
         Neighbours are grouped by the field they perturb; each group takes its own path.
         """
-        target = "text" if sample.text is not None else "answer"
-        orig_images = self.images_of(media, media_field)
-        pv = self.pixel_values(orig_images) if orig_images else None
-        n_img = len(orig_images)
-        orig_prefix = self.prefix_ids(sample.prompt, n_img)
-        texts = [sample, *neighbours]  # every answer in one tokenizer call
-        orig_answer, *nb_answers = self.answers_ids([getattr(x, target) for x in texts], [x.prompt for x in texts])
-
-        def row(i: int) -> Row:
-            nb = neighbours[i]
-            if nb.media is None:
-                return Row(self.prefix_ids(nb.prompt, n_img), nb_answers[i], pv)
-            imgs = self.images_of(nb.media, nb.field)  # the media changes: its own pixel values
-            return Row(self.prefix_ids(nb.prompt, len(imgs)), nb_answers[i], self.pixel_values(imgs))
+        text_idx = [i for i, nb in enumerate(neighbours) if nb.media is None]
+        media_idx = [i for i, nb in enumerate(neighbours) if nb.media is not None]
+        variants = [(sample.prompt, sample.answer, sample.text)]
+        variants += [(neighbours[i].prompt, neighbours[i].answer, neighbours[i].text) for i in text_idx]
+        orig, *text_rows = self._rows(sample, variants, media, media_field, with_pixels=False)
+        by_index = dict(zip(text_idx, text_rows, strict=True))
+        if media_idx:
+            by_index.update(zip(media_idx, self._media_rows(sample, [neighbours[i] for i in media_idx],
+                                                             media_field), strict=True))
 
         if not self.reuse:
-            losses = self.score_rows([Row(orig_prefix, orig_answer, pv)] + [row(i) for i in range(len(neighbours))])
+            losses = self.score_rows([orig] + [by_index[i] for i in range(len(neighbours))])
             return losses[0], np.asarray(losses[1:], dtype=np.float64)
 
         nb_losses = np.full(len(neighbours), np.nan)
@@ -354,11 +354,11 @@ class LlavaScorer:
         for i, nb in enumerate(neighbours):
             groups.setdefault(nb.field, []).append(i)
         for field, idx in groups.items():
-            rows = [Row(orig_prefix, orig_answer, pv)] + [row(i) for i in idx]
+            rows = [orig] + [by_index[i] for i in idx]
             if field in ("answer", "text", "prompt"):
                 losses = self.score_on_shared_prefix(rows)
                 if losses is None:
-                    losses = self.score_prompts_on_features([r.prefix for r in rows], pv, orig_answer)
+                    losses = self.score_prompts_on_features(rows, orig.pixel_values)
             else:  # the media changes: each neighbour needs its own vision pass
                 losses = self.score_rows(rows)
             orig_loss = losses[0] if orig_loss is None else orig_loss

@@ -10,23 +10,19 @@ the same media placeholders. The loss of a row is the mean cross-entropy of its 
 `loss`. There is no prefix or media reuse on this path: every row, original or neighbour, is one
 full forward pass, batched (`settings()["reuse"]` says so, and so does the run's output).
 
-FiMMIA's `prompt_template` maps onto the as-written rule: a template other than the default
-writes the prompt out with the model's own media placeholders (`{media}`), which the target then
-uses as written. `answer_template` (e.g. " {answer}</s>") is written after the prompt as the
-answer text; the target's special tokens in it (such as `</s>`) are not part of the answer slice.
+FiMMIA's templates lay text out as `mmia.fimmia.layout` says (shared with the LLaVA scorer).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 
 from mmia.errors import ModelNotFoundError
+from mmia.fimmia.layout import DEFAULT_PROMPT_TEMPLATE, FimmiaLayout
 
 SCORER_VERSION = "1"
-DEFAULT_PROMPT_TEMPLATE = "{media}{prompt}"
 
 
 class TargetScorer:
@@ -59,6 +55,8 @@ class TargetScorer:
             )
         if hasattr(self.target, "max_frames"):
             self.target.max_frames = max_frames
+        self.layout = FimmiaLayout(prompt_template, answer_template)
+        self.layout.apply(self.target)
         self.batch_size = batch_size
         self.reuse = reuse  # accepted for the common interface; this path has nothing to reuse
         self.prompt_template = prompt_template
@@ -75,22 +73,15 @@ class TargetScorer:
             "version": SCORER_VERSION,
             "kind": self.target.kind,
             "format": self.target.format_tag() if hasattr(self.target, "format_tag") else None,
-            "prompt_template": self.prompt_template,
+            **self.layout.settings(),
             "answer_sep": self.answer_sep,
-            "answer_template": self.answer_template,
             "max_frames": self.max_frames,
             "reuse": self.reuse_path,
         }
 
-    # --- layout --------------------------------------------------------------------------------
+    # --- layout ---------------------------------------------------------------------------------
     def _row(self, sample, prompt, answer, text, n_media: int):
-        """The sample with a neighbour's text, written out by FiMMIA's templates where they are set."""
-        placeholder = getattr(self.target, "placeholder", "") or ""
-        if self.answer_template is not None and answer is not None:
-            answer = self.answer_template.format(answer=answer).lstrip()
-        if prompt is not None and self.prompt_template != DEFAULT_PROMPT_TEMPLATE:
-            prompt = self.prompt_template.format(media=placeholder * n_media, prompt=prompt)
-        return dataclasses.replace(sample, prompt=prompt, answer=answer, text=text)
+        return self.layout.row(self.target, sample, prompt, answer, text, n_media)
 
     def _media_for_target(self, media, field: str | None):
         """Decoded media as the target reads it (audio resampled to its rate)."""
@@ -121,18 +112,17 @@ class TargetScorer:
         """Mean answer-token cross-entropy of each row (NaN without answer tokens), batched."""
         import torch
 
-        from mmia.targets import ANSWER
-
         out: list[float] = []
         for s in range(0, len(rows), self.batch_size):
             enc = self.target.encode_batch(rows[s : s + self.batch_size], None, media[s : s + self.batch_size])
             with torch.inference_mode():
                 logits, _ = self.target.logits(enc)
             for i, e in enumerate(enc):
-                pos = np.flatnonzero(e.codes[1:] == ANSWER)  # row t predicts token t + 1
-                if not len(pos):
+                start, stop = self.layout.loss_span(e.codes)
+                if stop <= start:
                     out.append(float("nan"))
                     continue
+                pos = np.arange(start - 1, stop - 1)  # row t predicts token t + 1
                 lg = logits[i, torch.from_numpy(pos).to(logits.device)].float()
                 tgt = torch.from_numpy(e.input_ids[pos + 1]).to(logits.device)
                 out.append(float(torch.nn.functional.cross_entropy(lg, tgt).item()))

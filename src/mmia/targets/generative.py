@@ -335,6 +335,25 @@ class _Generative:
         return [self._finish(ids, pi, ei, ex, tex)
                 for (ids, ex, tex), pi, ei in zip(toks, p_ids, e_ids, strict=True)]
 
+    def encode_text_batch(self, samples, media, tokens_per_item: int, transform=None) -> list[Encoded]:
+        """`encode_batch` without the processor: the layout's media placeholders are expanded to
+        `tokens_per_item` tokens each (what the processor made of this media in `encode_batch`);
+        no pixel values. For rows that share media encoded once already (FiMMIA's text
+        neighbours keep the original's image): a tokenizer call instead of a processor call."""
+        parts = [self._texts(s, transform, m) for s, m in zip(samples, media, strict=True)]
+        p_ids = self._prompt_ids([p[0] for p in parts])
+        e_ids = [None] * len(parts)
+        cut = [i for i, p in enumerate(parts) if p[3] != p[1]]
+        for i, ids in zip(cut, self.tokenizer([parts[i][3] for i in cut]).input_ids if cut else [], strict=True):
+            e_ids[i] = ids
+        out = []
+        for ids, pi, ei in zip(self.tokenizer([p[1] for p in parts]).input_ids, p_ids, e_ids, strict=True):
+            ids = np.asarray(ids, dtype=np.int64)
+            if self.media_token_id is not None:
+                ids = np.repeat(ids, np.where(ids == self.media_token_id, tokens_per_item, 1))
+            out.append(self._finish(ids, pi, ei, {}, {}))
+        return out
+
     def _prompt_ids(self, texts: list[str]) -> list:
         """Token ids of prompt parts, memoised: rows share a few instruction templates."""
         memo = self.__dict__.setdefault("_prompt_memo", {})
