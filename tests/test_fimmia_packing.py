@@ -69,9 +69,15 @@ def test_packed_tails_equal_scratch(llava, batch_size, token_cost):
 
     sc = LlavaScorer(llava, batch_size=batch_size, device="cpu")
     sc._token_cost = token_cost  # here: tails in two bins 11 wide, or all in one bin 21 wide
-    pv = sc.pixel_values([np.full((24, 24, 3), 128, dtype=np.uint8)])
-    prefix = sc.prefix_ids("describe it", 1)
-    other = sc.prefix_ids("describe that one", 1)
+    from pathlib import Path
+
+    from mmia.data.schema import Sample
+
+    img = np.full((24, 24, 3), 128, dtype=np.uint8)
+    s = Sample(id="p", row=1, prompt="describe it", answer="a", image=Path("<decoded>"))
+    mine, theirs = sc._rows(s, [("describe it", "a", None), ("describe that one", "a", None)], img, "image",
+                            with_pixels=False)
+    pv, prefix, other = mine.pixel_values, mine.prefix, theirs.prefix
     answer = [11, 12, 13, 14, 15, 16, 17, 18]
     answers = [answer, answer, answer[:5] + [30, 31], [40] + answer, answer[:3], [], answer[:7] + [2, 2, 2, 2], answer]
     rows = [Row(prefix, a, pv) for a in answers[:-1]] + [Row(other, answers[-1], pv)]
