@@ -141,3 +141,18 @@ def test_llava_scorer_lays_out_as_the_target_does(quick_cache):
         np.testing.assert_allclose([a[0], *a[1]], [b[0], *b[1]], rtol=0, atol=1e-5)
     s, m, nbs = work[0]
     assert not np.isclose(reuse.score_sample(s, nbs, m, "image")[0], ours[0])  # </s> is in this loss
+
+
+def test_loss_span_starts_where_the_prompt_part_ends():
+    # A neighbour's answer can begin with a word the tokenizer does not know (a special token,
+    # coded `other`): it is still the answer's first token and its loss counts, as in training.
+    from mmia.fimmia.layout import FimmiaLayout
+    from mmia.targets import ANSWER, OTHER, PROMPT
+    from mmia.targets.base import Encoded
+
+    codes = np.array([OTHER, PROMPT, PROMPT, OTHER, ANSWER, ANSWER, OTHER], dtype=np.int8)
+    enc = Encoded(np.arange(7), codes, answer_start=3)
+    assert FimmiaLayout().loss_span(enc) == (3, 6)  # the answer's tokens, the closing </s> not
+    assert FimmiaLayout(answer_template=" {answer}</s>").loss_span(enc) == (3, 7)  # the template's too
+    assert FimmiaLayout().loss_span(Encoded(np.arange(7), codes)) == (4, 6)  # start unknown: first answer code
+    assert FimmiaLayout().loss_span(Encoded(np.arange(3), codes[:3], answer_start=3)) == (0, 0)  # no answer

@@ -44,17 +44,21 @@ class FimmiaLayout:
             prompt = self.prompt_template.format(media=placeholder * n_media, prompt=prompt)
         return dataclasses.replace(sample, prompt=prompt, answer=answer, text=text)
 
-    def loss_span(self, codes: np.ndarray) -> tuple[int, int]:
-        """[start, stop) of the tokens whose cross-entropy is the loss: the answer slice, or with an
-        answer template everything from the answer's first token to the end (the template's
-        closing tokens; a row laid out as written has nothing after them). (0, 0): no answer."""
+    def loss_span(self, enc) -> tuple[int, int]:
+        """[start, stop) of the tokens of an encoded row (`mmia.targets.Encoded`) whose cross-entropy
+        is the loss: from the end of the prompt part to the answer slice's last token, or with an
+        answer template to the end (the template's closing tokens; a row laid out as written has
+        nothing after them). Every token in the span counts, special ones too (a neighbour's
+        unknown word is part of its answer, as in training). (0, 0): no answer."""
         from mmia.targets import ANSWER
 
+        codes = enc.codes
         at = np.flatnonzero(codes == ANSWER)
         if not len(at) or at[0] == 0:
             return 0, 0
+        start = int(at[0]) if enc.answer_start is None else min(int(enc.answer_start), int(at[0]))
         stop = len(codes) if self.answer_template is not None else int(at[-1]) + 1
-        return int(at[0]), stop
+        return max(start, 1), stop  # position 0 is never predicted
 
     def settings(self) -> dict:
         return {"prompt_template": self.prompt_template, "answer_template": self.answer_template}

@@ -39,7 +39,7 @@ from mmia.fimmia.layout import DEFAULT_PROMPT_TEMPLATE, FimmiaLayout
 from mmia.fimmia.packing import choose_width, common_prefix_len, hidden_index, pack_tails
 
 # 2: the targets layer's layout and tokenisation (the score attacks'), answer_template tokens in the loss
-SCORER_VERSION = "2"
+SCORER_VERSION = "3"  # 3: the loss span starts where the prompt part ends
 
 
 def losses_at(head, table: torch.Tensor, index: list[list[int]], answers) -> list[float]:
@@ -192,7 +192,7 @@ class LlavaScorer:
             encs[0] = first
         rows = []
         for e in encs:
-            start, stop = self.layout.loss_span(e.codes)
+            start, stop = self.layout.loss_span(e)
             ids = e.input_ids.tolist()
             rows.append(Row(ids[:start] if stop else ids, ids[start:stop], self._pixels(e)))
         if not with_pixels and media is not None:
@@ -322,7 +322,7 @@ class LlavaScorer:
                                    self._n_items(nb.media, field)) for nb in neighbours]
         rows = []
         for e in self.target.encode_batch(samples, None, [nb.media for nb in neighbours]):
-            start, stop = self.layout.loss_span(e.codes)
+            start, stop = self.layout.loss_span(e)
             ids = e.input_ids.tolist()
             rows.append(Row(ids[:start] if stop else ids, ids[start:stop], self._pixels(e)))
         return rows

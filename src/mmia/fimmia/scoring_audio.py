@@ -1,10 +1,14 @@
 """Target losses of an audio sample and its neighbours on a Whisper-style encoder-decoder.
 
-The decoder sees `[decoder start] + tokens(prompt_template(prompt)) + tokens(answer_template)`
-and the loss is the mean cross-entropy of the answer tokens. When only the text changes, the
-audio encoder runs ONCE per sample and its output is repeated over the batch of neighbours;
-audio neighbours get their own (batched) encoder pass. `reuse=False` runs the encoder for every
-row: the baseline and the reference of the equivalence test.
+The target is loaded and every row laid out by the targets layer (`mmia.targets`,
+`SpeechSeq2SeqTarget`): the decoder sees the score attacks' ids for the row (decoder start,
+prompt, answer; FiMMIA's templates as `mmia.fimmia.layout` says) and the loss is the mean
+cross-entropy over the layout's loss span, so an original's loss is the attacks' `loss`.
+
+The reuse path: the audio encoder runs ONCE per sample and its output is shared by every
+neighbour that keeps the original clip (text neighbours: a tokenizer call, no feature-extractor
+call, no encoder pass); audio neighbours get their own batched encoder pass. `reuse=False` runs
+the feature extractor and the encoder for every row: the baseline of the equivalence test.
 """
 
 from __future__ import annotations
@@ -12,15 +16,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from mmia.fimmia.scoring import answer_losses
+from mmia.errors import InputError, ModelNotFoundError
+from mmia.fimmia.layout import DEFAULT_PROMPT_TEMPLATE
+from mmia.fimmia.scoring_target import TargetScorer
 
-SCORER_VERSION = "1"
+SCORER_VERSION = "3"  # 3: rows laid out and tokenised by the targets layer
 
 
-class WhisperScorer:
-    """Answer-token losses under a WhisperForConditionalGeneration (any size, same code path)."""
+class WhisperScorer(TargetScorer):
+    """Answer-token losses under an audio encoder-decoder (WhisperForConditionalGeneration, any
+    size), with the encoder's output shared across a sample's text neighbours."""
+
+    reuse_path = "encoder once per sample, shared by text neighbours"
 
     def __init__(
         self,
@@ -28,107 +36,92 @@ class WhisperScorer:
         *,
         batch_size: int = 32,
         reuse: bool = True,
-        prompt_template: str = "{prompt}",
+        prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
         answer_template: str | None = None,
         answer_sep: str = " ",
         device: str | None = None,
+        target=None,
         **_ignored,
     ):
-        from transformers import AutoFeatureExtractor, AutoTokenizer, WhisperForConditionalGeneration
+        from mmia.targets import load_target
+        from mmia.targets.seq2seq import SpeechSeq2SeqTarget
 
-        from mmia import offline, progress
-        from mmia.cache import fingerprint_dir
-        from mmia.targets.base import resolve_device
-
-        if progress.is_quiet():
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()
-        self.model_dir = str(model_dir)
-        self.device = resolve_device(device)
-        self.tokenizer = offline.from_pretrained(AutoTokenizer, self.model_dir, what="target tokenizer")
-        self.features = offline.from_pretrained(AutoFeatureExtractor, self.model_dir, what="target feature extractor")
-        model = offline.from_pretrained(WhisperForConditionalGeneration, self.model_dir, what="target")
-        self.model = model.to(self.device).eval()
-        self.sampling_rate = int(self.features.sampling_rate)
-        self.batch_size = batch_size
-        self.reuse = reuse
-        self.prompt_template = prompt_template
-        self.answer_template = answer_template
-        self.answer_sep = answer_sep
-        self.fingerprint = fingerprint_dir(self.model_dir)
+        target = target if target is not None else load_target(model_dir, kind="audio-lm", device=device)
+        if not isinstance(target, SpeechSeq2SeqTarget):
+            raise ModelNotFoundError(f"{model_dir}: the Whisper scorer needs an audio encoder-decoder target")
+        super().__init__(model_dir, batch_size=batch_size, reuse=reuse, prompt_template=prompt_template,
+                         answer_sep=answer_sep, answer_template=answer_template, target=target)
+        self.model = target.model
+        self.sampling_rate = target.sampling_rate
 
     def settings(self) -> dict:
+        """What changes the losses (part of every cache key); `reuse` does not, by design."""
         return {
             "scorer": "whisper",
             "version": SCORER_VERSION,
-            "prompt_template": self.prompt_template,
-            "answer_template": self.answer_template,
-            "answer_sep": self.answer_sep,
+            "format": self.target.format_tag(),
+            **self.layout.settings(),
         }
 
-    def input_features(self, waves: list[np.ndarray]) -> torch.Tensor:
-        feats = self.features(list(waves), sampling_rate=self.sampling_rate, return_tensors="pt")["input_features"]
-        return feats.to(self.device, self.model.dtype)
+    # --- encoder and decoder passes --------------------------------------------------------------
+    def _encode(self, waves: list[np.ndarray]):
+        inputs = self.target.encoder_inputs(waves)
+        moved = {k: v.to(self.device, self.target.dtype) if v.is_floating_point() else v.to(self.device)
+                 for k, v in inputs.items()}
+        return self.model.get_encoder()(**moved).last_hidden_state
 
-    def prefix_ids(self, prompt: str | None) -> list[int]:
-        start = self.model.config.decoder_start_token_id
-        text = self.prompt_template.format(media="", prompt=prompt or "")  # the audio goes to the encoder
-        return [start] + (self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else [])
+    def _decode_losses(self, enc, rows) -> list[float]:
+        """Loss of each encoded row given its encoder states `enc` (B, S, D)."""
+        import torch
 
-    def answer_ids(self, answer: str, prompt: str | None) -> list[int]:
-        if self.answer_template is not None:
-            text = self.answer_template.format(answer=answer)
-        else:
-            text = (self.answer_sep if prompt else "") + answer
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        from mmia.targets.generative import _Generative
 
-    def _decode_losses(self, enc: torch.Tensor, prefixes, answers) -> list[float]:
-        """enc: (B, S, D) encoder states, one per row."""
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        seqs = [p + a for p, a in zip(prefixes, answers, strict=True)]
-        n = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), n), pad, dtype=torch.long, device=self.device)
-        mask = torch.zeros((len(seqs), n), dtype=torch.long, device=self.device)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s)] = torch.tensor(s, device=self.device)
-            mask[i, : len(s)] = 1
-        hidden = self.model.model.decoder(
-            input_ids=ids, attention_mask=mask, encoder_hidden_states=enc
-        ).last_hidden_state
-        starts = [len(p) for p in prefixes]
-        return answer_losses(self.model.get_output_embeddings(), hidden, starts, list(answers))
+        plain = _Generative.collate(self.target, rows)  # the decoder side alone: the states are given
+        ids = plain["input_ids"].to(self.device)
+        mask = plain["attention_mask"].to(self.device)
+        logits = self.model(encoder_outputs=(enc,), decoder_input_ids=ids, decoder_attention_mask=mask,
+                            use_cache=False).logits
+        out = []
+        for i, e in enumerate(rows):
+            start, stop = self.layout.loss_span(e)
+            if stop <= start:
+                out.append(float("nan"))
+                continue
+            pos = torch.arange(start - 1, stop - 1, device=logits.device)  # row t predicts token t + 1
+            tgt = torch.from_numpy(e.input_ids[start:stop]).to(logits.device)
+            out.append(float(torch.nn.functional.cross_entropy(logits[i, pos].float(), tgt).item()))
+        return out
 
-    def _encode(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.model.model.encoder(input_features=feats).last_hidden_state
-
-    @torch.no_grad()
     def media_embedding_of(self, media: np.ndarray, field: str) -> np.ndarray:
         """The target's own audio embedding: the mean encoder state."""
-        return self._encode(self.input_features([media]))[0].mean(dim=0).float().cpu().numpy()
+        import torch
 
-    @torch.no_grad()
+        with torch.inference_mode():
+            return self._encode([self._media_for_target(media, field)])[0].mean(dim=0).float().cpu().numpy()
+
     def score_sample(self, sample, neighbours, media: np.ndarray | None, media_field: str | None):
-        if media_field != "audio" or media is None:
-            from mmia.errors import InputError
+        import torch
 
+        if media_field != "audio" or media is None:
             raise InputError(f"sample {sample.id} has no audio for the audio target", row=sample.row)
-        target = "text" if sample.text is not None else "answer"
-        rows = [(self.prefix_ids(sample.prompt), self.answer_ids(getattr(sample, target), sample.prompt), None)]
+        own = self._media_for_target(media, media_field)
+        rows = [self._row(sample, sample.prompt, sample.answer, sample.text, 1)]
+        waves = [None]  # None: the original clip
         for nb in neighbours:
-            rows.append((self.prefix_ids(nb.prompt), self.answer_ids(getattr(nb, target), nb.prompt), nb.media))
-        orig_feats = self.input_features([media])
-        orig_enc = self._encode(orig_feats) if self.reuse else None
-        out = []
-        for s in range(0, len(rows), self.batch_size):
-            chunk = rows[s : s + self.batch_size]
-            if self.reuse:
-                new = [i for i, r in enumerate(chunk) if r[2] is not None]
-                enc = orig_enc.expand(len(chunk), -1, -1).clone()
-                if new:
-                    enc[new] = self._encode(self.input_features([chunk[i][2] for i in new]))
-            else:  # from scratch: every row's audio through the encoder
-                waves = [media if r[2] is None else r[2] for r in chunk]
-                enc = self._encode(self.input_features(waves))
-            out += self._decode_losses(enc, [r[0] for r in chunk], [r[1] for r in chunk])
+            rows.append(self._row(sample, nb.prompt, nb.answer, nb.text, 1))
+            waves.append(None if nb.media is None else self._media_for_target(nb.media, nb.field))
+        out: list[float] = []
+        with torch.inference_mode():
+            own_enc = self._encode([own]) if self.reuse else None
+            for s in range(0, len(rows), self.batch_size):
+                chunk, chunk_waves = rows[s : s + self.batch_size], waves[s : s + self.batch_size]
+                enc_rows = self.target.encode_text_batch(chunk, [own] * len(chunk))
+                if self.reuse:
+                    enc = own_enc.expand(len(chunk), -1, -1).clone()
+                    new = [i for i, w in enumerate(chunk_waves) if w is not None]
+                    if new:
+                        enc[new] = self._encode([chunk_waves[i] for i in new])
+                else:  # from scratch: every row's clip through the feature extractor and the encoder
+                    enc = self._encode([own if w is None else w for w in chunk_waves])
+                out += self._decode_losses(enc, enc_rows)
         return out[0], np.asarray(out[1:], dtype=np.float64)

@@ -1,14 +1,15 @@
 """Target losses of a sample and its neighbours under any generative target of `mmia.targets`.
 
 The architectures with a reuse path of their own (LLaVA: `scoring.LlavaScorer`, Whisper:
-`scoring_audio.WhisperScorer`) keep it; every other kind that `load_target` accepts (Qwen2-VL and
-the other vision-language models, audio-language models such as Qwen2-Audio, text-only causal
-LMs, PEFT adapters on any of them) is scored here, through the target's own encoding: the same
-layout as the score attacks (chat template, or a prompt used as written), the same tokenisation,
-the same media placeholders. The loss of a row is the mean cross-entropy of its answer tokens
-(the `answer` slice of `mmia.targets`), so the loss of an original equals the score attacks'
-`loss`. There is no prefix or media reuse on this path: every row, original or neighbour, is one
-full forward pass, batched (`settings()["reuse"]` says so, and so does the run's output).
+`scoring_audio.WhisperScorer`, a subclass of this one) keep it; every other kind that
+`load_target` accepts (Qwen2-VL and the other vision-language models, audio-language models such
+as Qwen2-Audio, text-only causal LMs, PEFT adapters on any of them) is scored here, through the
+target's own encoding: the same layout as the score attacks (chat template, or a prompt used as
+written), the same tokenisation, the same media placeholders. The loss of a row is the mean
+cross-entropy of its answer tokens (the `answer` slice of `mmia.targets`), so the loss of an
+original equals the score attacks' `loss`. There is no prefix or media reuse on this path: every
+row, original or neighbour, is one full forward pass, batched (`settings()["reuse"]` says so,
+and so does the run's output).
 
 FiMMIA's templates lay text out as `mmia.fimmia.layout` says (shared with the LLaVA scorer).
 """
@@ -22,7 +23,7 @@ import numpy as np
 from mmia.errors import ModelNotFoundError
 from mmia.fimmia.layout import DEFAULT_PROMPT_TEMPLATE, FimmiaLayout
 
-SCORER_VERSION = "1"
+SCORER_VERSION = "2"  # 2: the loss span starts where the prompt part ends
 
 
 class TargetScorer:
@@ -118,7 +119,7 @@ class TargetScorer:
             with torch.inference_mode():
                 logits, _ = self.target.logits(enc)
             for i, e in enumerate(enc):
-                start, stop = self.layout.loss_span(e.codes)
+                start, stop = self.layout.loss_span(e)
                 if stop <= start:
                     out.append(float("nan"))
                     continue

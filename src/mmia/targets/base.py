@@ -32,13 +32,16 @@ class Encoded:
     `input_ids` (L,) and `codes` (L,) (a SLICE_CODES value per token); `extras` are the
     processor's per-sample media tensors whose first dimension is concatenated across a batch
     (pixel_values, image_grid_thw, input_features, ...); `token_extras` are (L,) tensors padded
-    like the ids (mm_token_type_ids).
+    like the ids (mm_token_type_ids); `answer_start` the first token after the prompt part.
     """
 
     input_ids: np.ndarray
     codes: np.ndarray
     extras: dict = field(default_factory=dict)
     token_extras: dict = field(default_factory=dict)
+    # Where the prompt part ends and the answer's text begins (its first token may be special,
+    # e.g. an unknown word, and so coded `other`); None when not known.
+    answer_start: int | None = None
 
     def __len__(self) -> int:
         return len(self.input_ids)

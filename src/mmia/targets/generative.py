@@ -293,7 +293,7 @@ class _Generative:
             keep = self.max_positions
             ids, codes = ids[:keep], codes[:keep]
             token_extras = {k: v[:keep] for k, v in token_extras.items()}
-        return Encoded(input_ids=ids, codes=codes, extras=extras, token_extras=token_extras)
+        return Encoded(input_ids=ids, codes=codes, extras=extras, token_extras=token_extras, answer_start=boundary)
 
     def _is_special(self, ids: np.ndarray) -> np.ndarray:
         """np.isin(ids, special_ids) by a lookup table over the ids (built once)."""

@@ -74,11 +74,25 @@ class SpeechSeq2SeqTarget(_Generative):
         not decode (the engine then isolates the bad samples one by one).
         """
         media = media if media is not None else [None] * len(samples)
+        parts = self._parts(samples, transform, media)
+        feats = self._features([p[2] for p in parts])
+        return [Encoded(e.input_ids, e.codes, ex, e.token_extras, e.answer_start)
+                for e, ex in zip(self._encode_parts(parts), feats, strict=True)]
+
+    def encode_text_batch(self, samples, media, tokens_per_item: int = 0, transform=None) -> list[Encoded]:
+        """`encode_batch` without the encoder features (no feature-extractor call): the decoder side
+        of rows whose clip is encoded once already (FiMMIA's text neighbours share the original's
+        encoder states). `tokens_per_item` is unused: no decoder position holds the audio."""
+        return self._encode_parts(self._parts(samples, transform, media))
+
+    def _parts(self, samples, transform, media) -> list[tuple]:
         parts = [self._texts(s, transform, m) for s, m in zip(samples, media, strict=True)]
         for s, p in zip(samples, parts, strict=True):
             if p[2] is None:
                 raise InputError("no audio: an audio encoder-decoder target needs the clip", row=s.row)
+        return parts
 
+    def _encode_parts(self, parts) -> list[Encoded]:
         def tok(texts):
             return [self._decoder_ids(x) for x in self.tokenizer(list(texts)).input_ids] if texts else []
 
@@ -87,8 +101,14 @@ class SpeechSeq2SeqTarget(_Generative):
         e_ids = [None] * len(parts)
         for i, ids in zip(cut, tok([parts[i][3] for i in cut]), strict=True):
             e_ids[i] = ids
-        feats = self._features([p[2] for p in parts])
-        return [self._finish(ids, pi, ei, ex, {}) for ids, pi, ei, ex in zip(full, p_ids, e_ids, feats, strict=True)]
+        return [self._finish(ids, pi, ei, {}, {}) for ids, pi, ei in zip(full, p_ids, e_ids, strict=True)]
+
+    def encoder_inputs(self, waves: list) -> dict:
+        """The feature extractor's encoder inputs for a list of clips, as one batch."""
+        import torch
+
+        feats = self._features(waves)
+        return {k: torch.cat([f[k] for f in feats], dim=0) for k in feats[0]} if feats else {}
 
     def collate(self, batch: list[Encoded]) -> dict:
         """Right-padded decoder inputs plus the encoder features (zero-padded where clip lengths differ)."""
