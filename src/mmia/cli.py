@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from mmia import __version__
+from mmia import cli_common as opt
 from mmia.cli_common import accepts_quiet
 from mmia.errors import MmiaError
 
@@ -45,7 +46,7 @@ def _main(
 @accepts_quiet
 def inspect(
     data: Path = typer.Argument(..., help="JSONL, CSV, Parquet file or datasets save_to_disk directory."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip (and list) bad rows instead of stopping."),
+    skip_bad: bool = opt.SKIP_BAD,
     ignore_column: list[str] = typer.Option([], "--ignore-column", help="A column to ignore (repeatable)."),
 ):
     """Load and validate a data file (rows, labels, media) and summarise it."""
@@ -70,15 +71,15 @@ def inspect(
 @accepts_quiet
 def attack(
     data: Path = typer.Argument(..., help="JSONL, CSV, Parquet file or datasets save_to_disk directory."),
-    target: Path = typer.Option(..., "--target", help="Target model directory (Hugging Face format)."),
+    target: Path = opt.TARGET,
     attacks: str = typer.Option("", "--attacks", help="Comma-separated attack names (default: all that apply)."),
     reference: Path = typer.Option(None, "--reference", help="Reference model directory for the reference attack."),
-    out: Path = typer.Option(..., "--out", help="Results directory."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Samples per forward pass."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:1, ... (auto: CUDA when present)."),
-    dtype: str = typer.Option("auto", "--dtype", help="float32, bfloat16, float16 (auto: bf16 on CUDA, fp32 on CPU)."),
-    cache: Path = typer.Option(None, "--cache", help="Cache directory (default: the user cache); reruns resume."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip (and list) bad rows instead of stopping."),
+    out: Path = opt.OUT,
+    batch_size: int = opt.BATCH_SIZE,
+    device: str = opt.DEVICE,
+    dtype: str = opt.DTYPE,
+    cache: Path = opt.CACHE,
+    skip_bad: bool = opt.SKIP_BAD,
 ):
     """Score-based membership-inference attacks against a target model."""
     from rich.console import Console
@@ -97,6 +98,37 @@ def attack(
         tpr = e.tpr_at_fpr.get("0.01")
         table.add_row(e.name, "-" if e.auc is None else f"{e.auc:.3f}", ci, "-" if tpr is None else f"{tpr:.3f}")
     Console(stderr=True).print(table)
+    typer.echo(str(out / "results.json"))
+
+
+@app.command()
+@accepts_quiet
+def infer(
+    suspect: Path = typer.Argument(..., help="The suspect set (JSONL, CSV, Parquet, datasets dir); no labels needed."),
+    validation: Path = typer.Option(..., "--validation", help="Data of the same kind the model cannot have seen."),
+    target: Path = opt.TARGET,
+    reference: Path = typer.Option(None, "--reference", help="Reference model directory (adds the ratio features)."),
+    out: Path = opt.OUT,
+    alpha: float = typer.Option(0.01, "--alpha", help="Level of the test: 'trained on' when p < alpha."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split (part A fits the model, part B is tested)."),
+    attacks: str = typer.Option("", "--attacks", help="Comma-separated feature attacks (default: all that apply)."),
+    no_shift_check: bool = typer.Option(False, "--no-shift-check", help="Skip the blind check (not advised)."),
+    batch_size: int = opt.BATCH_SIZE,
+    device: str = opt.DEVICE,
+    dtype: str = opt.DTYPE,
+    cache: Path = opt.CACHE,
+    skip_bad: bool = opt.SKIP_BAD,
+):
+    """Dataset inference: was the suspect set trained on? One p-value, gated by the blind shift check."""
+    from mmia.infer import infer as run_infer
+
+    names = [a.strip() for a in attacks.split(",") if a.strip()] or None
+    result = run_infer(suspect, validation, target, reference=reference, out_dir=out, alpha=alpha, seed=seed,
+                       attacks=names, shift_check=not no_shift_check, batch_size=batch_size, device=device,
+                       dtype=dtype, cache_dir=cache, skip_bad=skip_bad)
+    typer.echo(f"{result.verdict}: p = {result.p_value:.3g} (alpha {alpha}; control p = "
+               f"{result.control_p_value:.3g}; {result.n_suspect} suspect, {result.n_validation} validation rows)"
+               + (f"; shift check: {result.shift_verdict}" if result.shift_verdict else ""))
     typer.echo(str(out / "results.json"))
 
 
@@ -201,7 +233,7 @@ def demo(
 def umid(
     queries: Path = typer.Argument(..., help="Query file (JSONL/CSV/Parquet): id, text (a name or PII string), label."),
     target: Path = typer.Option(..., "--target", help="CLIP- or CLAP-style model directory (Hugging Face format)."),
-    out: Path = typer.Option(..., "--out", help="Results directory."),
+    out: Path = opt.OUT,
     restarts: int = typer.Option(8, "--restarts", min=2, help="Independent random restarts per query."),
     steps: int = typer.Option(60, "--steps", min=1, help="Optimisation steps per restart."),
     param: str = typer.Option("pixels", "--param", help="pixels (raw pixels/waveform) or latent (coarse grid)."),

@@ -1,4 +1,5 @@
-"""What every `mmia` command shares: `--quiet` accepted after the command as well as before it."""
+"""What `mmia` commands share: `--quiet` accepted after the command as well as before it, and the
+options of the commands that run a target model."""
 
 from __future__ import annotations
 
@@ -28,3 +29,13 @@ def accepts_quiet(fn):
 
     command.__signature__ = sig.replace(parameters=[*sig.parameters.values(), quiet])
     return command
+
+
+# Options of every command that runs a target model (typer reads them from the defaults).
+TARGET = typer.Option(..., "--target", help="Target model directory (Hugging Face format).")
+OUT = typer.Option(..., "--out", help="Results directory.")
+BATCH_SIZE = typer.Option(8, "--batch-size", min=1, help="Samples per forward pass.")
+DEVICE = typer.Option("auto", "--device", help="cpu, cuda, cuda:1, ... (auto: CUDA when present).")
+DTYPE = typer.Option("auto", "--dtype", help="float32, bfloat16, float16 (auto: bf16 on CUDA, fp32 on CPU).")
+CACHE = typer.Option(None, "--cache", help="Cache directory (default: the user cache); reruns resume.")
+SKIP_BAD = typer.Option(False, "--skip-bad", help="Skip (and list) bad rows instead of stopping.")

@@ -33,6 +33,7 @@ BUILTIN_MODULES: list[str] = [
     "mmia.fimmia.register",
     "mmia.shift.methods",
     "mmia.shift.demo_step",
+    "mmia.infer.demo_step",
     "mmia.umid.methods",
 ]
 

@@ -1,4 +1,5 @@
-"""Log-log ROC plots (PNG), the view that shows behaviour at low false-positive rates."""
+"""Report plots (PNG): log-log ROC curves, the view that shows behaviour at low false-positive
+rates; histograms of two score sets; a p-value against set size."""
 
 from __future__ import annotations
 
@@ -34,8 +35,55 @@ def roc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: str
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=6.5, loc="lower right", ncol=1 if len(curves) <= 12 else 2)
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def histogram_plot(groups: dict[str, np.ndarray], title: str, path: Path) -> Path:
+    """Overlaid histograms of score sets {name: scores}, on shared bins."""
+    plt = _pyplot()
+    values = [np.asarray(v, dtype=np.float64) for v in groups.values()]
+    finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.zeros(0)
+    bins = np.histogram_bin_edges(finite, bins=min(30, max(5, len(finite) // 4))) if len(finite) else 10
+    fig, ax = plt.subplots(figsize=(5.2, 3.4), dpi=110)
+    for name, v in zip(groups, values, strict=True):
+        ax.hist(v[np.isfinite(v)], bins=bins, alpha=0.5, label=f"{name} (n={int(np.isfinite(v).sum())})")
+    ax.set_xlabel("score (higher: more member-like)")
+    ax.set_ylabel("samples")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def p_value_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], alpha: float, title: str, path: Path) -> Path:
+    """Median p-value against suspect-set size {name: (sizes, p)}, log scale, with the alpha line."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=110)
+    for name, (sizes, p) in curves.items():
+        ax.plot(sizes, np.maximum(p, 1e-12), marker="o", label=name)
+    ax.axhline(alpha, ls="--", color="grey", lw=0.8, label=f"alpha {alpha}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("suspect set size")
+    ax.set_ylabel("p-value")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
