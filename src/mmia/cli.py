@@ -70,9 +70,18 @@ def inspect(
 @accepts_quiet
 def attack(
     data: Path = typer.Argument(..., help="JSONL, CSV, Parquet file or datasets save_to_disk directory."),
-    target: Path = typer.Option(..., "--target", help="Target model directory (Hugging Face format)."),
+    target: Path = typer.Option(
+        ..., "--target", help="Target model directory (Hugging Face format), or a PEFT (LoRA) adapter directory."
+    ),
+    base: Path = typer.Option(
+        None, "--base", help="A PEFT adapter target's base model directory (default: the local directory its "
+        "adapter_config.json names); it is also the default --reference."
+    ),
     attacks: str = typer.Option("", "--attacks", help="Comma-separated attack names (default: all that apply)."),
-    reference: Path = typer.Option(None, "--reference", help="Reference model directory for the reference attack."),
+    reference: Path = typer.Option(
+        None, "--reference", help="Reference model directory for the reference attack (default for a PEFT adapter "
+        "target: its base)."
+    ),
     out: Path = typer.Option(..., "--out", help="Results directory."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Samples per forward pass."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:1, ... (auto: CUDA when present)."),
@@ -88,7 +97,8 @@ def attack(
 
     names = [a.strip() for a in attacks.split(",") if a.strip()] or None
     result, _ = run_attack(data, target, attacks=names, reference_dir=reference, out_dir=out,
-                           batch_size=batch_size, device=device, dtype=dtype, cache_dir=cache, skip_bad=skip_bad)
+                           batch_size=batch_size, device=device, dtype=dtype, cache_dir=cache, skip_bad=skip_bad,
+                           base_dir=base)
     table = Table(title=f"attack: {data}")
     for col in ("attack", "AUC", "95% CI", "TPR@1%FPR"):
         table.add_column(col)
