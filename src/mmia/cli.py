@@ -210,7 +210,12 @@ def demo(
 @accepts_quiet
 def umid(
     queries: Path = typer.Argument(..., help="Query file (JSONL/CSV/Parquet): id, text (a name or PII string), label."),
-    target: Path = typer.Option(..., "--target", help="CLIP- or CLAP-style model directory (Hugging Face format)."),
+    target: Path = typer.Option(
+        ..., "--target", help="CLIP- or CLAP-style model directory (Hugging Face format), or a PEFT adapter of one."
+    ),
+    base: Path = typer.Option(
+        None, "--base", help="A PEFT adapter target's base model directory (default: the one its config names)."
+    ),
     out: Path = typer.Option(..., "--out", help="Results directory."),
     restarts: int = typer.Option(8, "--restarts", min=2, help="Independent random restarts per query."),
     steps: int = typer.Option(60, "--steps", min=1, help="Optimisation steps per restart."),
@@ -246,7 +251,7 @@ def umid(
         seq = SequentialConfig(restarts=restarts, steps=steps, reference_size=reference_size, seed=seed)
     with Cache(cache_dir) as cache:
         res = audit_queries(queries, target, cfg, control_names=control_names, media=media, sequential=seq,
-                            cache=cache)
+                            cache=cache, base=base)
     section, table = to_results(res, name="umid", queries=queries, target=target, show_queries=show_queries,
                                 settings={"umid": cfg.model_dump()})
     run = RunResult(**section.model_dump())
