@@ -31,6 +31,8 @@ _OWN_FILES = {
     "processor": ("processor_config.json", "preprocessor_config.json"),
     "image processor": ("preprocessor_config.json", "processor_config.json"),
 }
+# Config fields that do not change the merged weights (the base is fingerprinted by its content).
+_NOT_THE_MODEL = ("base_model_name_or_path", "revision", "inference_mode", "peft_version")
 
 
 def is_adapter_dir(path: str | Path) -> bool:
@@ -68,9 +70,9 @@ class AdapterSource:
         target modules change the merged model too), so a cache of the base never serves it."""
         from mmia.cache import fingerprint_dir
 
-        h = hashlib.sha256(f"peft:{base_fingerprint}:{fingerprint_dir(self.dir)}:".encode())
-        h.update((self.dir / ADAPTER_CONFIG).read_bytes())
-        return h.hexdigest()[:20]
+        cfg = {k: v for k, v in read_adapter_config(self.dir).items() if k not in _NOT_THE_MODEL}
+        blob = json.dumps([base_fingerprint, fingerprint_dir(self.dir), cfg], sort_keys=True, default=str)
+        return hashlib.sha256(f"peft:{blob}".encode()).hexdigest()[:20]
 
     def own_files(self, cls, what: str, **kwargs):
         """The adapter's own tokenizer/processor (`what`), loaded with `cls`, when its dir saved one of
