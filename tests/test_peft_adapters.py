@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 
 import numpy as np
@@ -204,14 +205,22 @@ def test_vlm_adapter_attack_defaults_to_its_base(tiny_dir, tmp_path):  # noqa: F
 
 
 def test_fimmia_trains_and_scores_on_an_adapter(trained, tmp_path):
+    # The adapter's config names no usable base: `fimmia train --base` is both the two-model
+    # protocol's base and the adapter's, and `fimmia score` finds it again in the attack model.
     from mmia.fimmia.pipeline import FimmiaConfig, make_scorer
 
+    adapter = shutil.copytree(trained["adapter"], tmp_path / "lora")
+    cfg_path = adapter / "adapter_config.json"
+    cfg_path.write_text(json.dumps({**json.loads(cfg_path.read_text()), "base_model_name_or_path": "gone"}))
     runner = CliRunner()
     atk = tmp_path / "atk"
-    common = ["--target", str(trained["adapter"]), "--cache-dir", str(tmp_path / "c")]
-    res = runner.invoke(app, ["-q", "fimmia", "train", str(trained["data"]), *common, "--out", str(atk), "--k", "2",
-                              "--holdout", "0.5", "--text-embedder", "none", "--media-embedder", "none"])
+    common = ["--target", str(adapter), "--cache-dir", str(tmp_path / "c")]
+    res = runner.invoke(app, ["-q", "fimmia", "train", str(trained["data"]), *common, "--base", str(trained["base"]),
+                              "--out", str(atk), "--k", "2", "--holdout", "0.5", "--text-embedder", "none",
+                              "--media-embedder", "none"])
     assert res.exit_code == 0, res.output
+    saved = json.loads((atk / "config.json").read_text())["settings"]
+    assert saved["protocol"] == "two-model" and saved["fimmia"]["adapter_base"] == str(trained["base"].resolve())
     held = set(__import__("pandas").read_parquet(atk / "holdout" / "scores.parquet")["id"])
     rows = [json.loads(x) for x in trained["data"].read_text().splitlines()]
     held_data = tmp_path / "held.jsonl"
@@ -221,7 +230,7 @@ def test_fimmia_trains_and_scores_on_an_adapter(trained, tmp_path):
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "s" / "results.json").read_text())["attacks"][0]["name"] == "fimmia"
     # FiMMIA's cache keys are the merged adapter's, not the base's
-    scorer = make_scorer(trained["adapter"], FimmiaConfig(device="cpu"))
+    scorer = make_scorer(adapter, FimmiaConfig(device="cpu", adapter_base=str(trained["base"])))
     assert scorer.fingerprint == load_target(trained["adapter"], device="cpu").fingerprint
 
 

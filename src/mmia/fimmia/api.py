@@ -70,7 +70,8 @@ def with_adapter_base(cfg: FimmiaConfig, target, base) -> FimmiaConfig:
 
     if base is None or cfg.adapter_base is not None or not is_adapter_dir(target):
         return cfg
-    return cfg.model_copy(update={"adapter_base": str(base)})
+    # absolute: `fimmia score` reads it back from the saved attack model, maybe from another folder
+    return cfg.model_copy(update={"adapter_base": str(Path(base).expanduser().resolve())})
 
 
 def train(
