@@ -191,6 +191,13 @@ def test_base_for_a_full_model_and_a_base_that_does_not_fit_are_refused(tiny_dir
     adapter = save_lora_adapter(tiny_dir("causal_lm"), tmp_path / "lora")
     with pytest.raises(ModelNotFoundError, match="cannot apply the adapter.*is --base the model it was trained on"):
         load_target(adapter, device="cpu", base=tiny_dir("gpt2"))  # GPT-2 has no q_proj/v_proj
+    # weights for a layer the base lacks: peft only warns and would leave layer 1 unadapted
+    from safetensors.torch import load_file, save_file
+
+    weights = adapter / "adapter_model.safetensors"
+    save_file({k.replace("layers.1.", "layers.9."): v for k, v in load_file(weights).items()}, weights)
+    with pytest.raises(ModelNotFoundError, match="does not fit the base"):
+        load_target(adapter, device="cpu")
 
 
 def test_vlm_adapter_attack_defaults_to_its_base(tiny_dir, tmp_path):  # noqa: F811
