@@ -185,6 +185,17 @@ def test_pickled_adapter_is_refused_unread(tiny_dir, tmp_path):  # noqa: F811
         load_target(adapter, device="cpu")
 
 
+def test_prompt_tuning_cannot_be_merged_and_is_refused(tiny_dir, tmp_path):  # noqa: F811
+    import transformers
+    from peft import PromptTuningConfig, get_peft_model
+
+    base = tiny_dir("causal_lm")
+    cfg = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)
+    get_peft_model(transformers.LlamaForCausalLM.from_pretrained(base), cfg).save_pretrained(tmp_path / "pt")
+    with pytest.raises(InputError, match="PROMPT_TUNING adds virtual tokens.*cannot be merged"):
+        load_target(tmp_path / "pt", device="cpu")
+
+
 def test_base_for_a_full_model_and_a_base_that_does_not_fit_are_refused(tiny_dir, tmp_path):  # noqa: F811
     with pytest.raises(InputError, match="--base is for PEFT adapter targets"):
         load_target(tiny_dir("causal_lm"), device="cpu", base=tiny_dir("gpt2"))

@@ -59,7 +59,6 @@ class AdapterSource:
     dir: Path
     base: Path
     peft_type: str
-    base_from: str  # "--base" or "adapter_config.json": where the base came from
 
     def summary(self) -> dict:
         """What results.json records about the adapter."""
@@ -102,8 +101,8 @@ class AdapterSource:
         # under the adapter's name would be wrong, so that is an error here.
         missing = [str(w.message) for w in caught if "missing adapter keys" in str(w.message)]
         if missing:
-            raise ModelNotFoundError(f"the adapter {self.dir} does not fit the base {self.base} (its weights name "
-                                     "modules the base lacks); is --base the model it was trained on?")
+            raise ModelNotFoundError(f"the adapter {self.dir} does not fit the base {self.base} (its weights do not "
+                                     "match the base's module names); is --base the model it was trained on?")
         for w in caught:  # anything else peft said still reaches the user; its own deprecations do not concern them
             if not issubclass(w.category, (DeprecationWarning, FutureWarning)):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -126,19 +125,19 @@ def open_adapter(path: str | Path, base: str | Path | None = None) -> AdapterSou
                              "with save_pretrained(..., safe_serialization=True)", adir)
         raise InputError(f"no {ADAPTER_WEIGHTS} beside {ADAPTER_CONFIG}", adir)
     if base is not None:
-        base_dir, base_from = Path(base).expanduser(), "--base"
+        base_dir = Path(base).expanduser()
     else:
         named = cfg.get("base_model_name_or_path")
         if not named or not Path(named).expanduser().is_dir():
             raise ModelNotFoundError(f"{adir}: the PEFT adapter's base {named!r} (base_model_name_or_path in "
                                      f"{ADAPTER_CONFIG}) is not a local directory; pass --base DIR, the base model "
                                      "it was trained on")
-        base_dir, base_from = Path(named).expanduser(), ADAPTER_CONFIG
+        base_dir = Path(named).expanduser()
     if is_adapter_dir(base_dir):
         raise InputError("the base is itself a PEFT adapter; merge it into its own base first "
                          "(merge_and_unload + save_pretrained) and pass that as --base", base_dir)
     base_dir = Path(resolve_model_dir(base_dir, "adapter base model"))
-    return AdapterSource(dir=adir, base=base_dir, peft_type=str(cfg["peft_type"]), base_from=base_from)
+    return AdapterSource(dir=adir, base=base_dir, peft_type=str(cfg["peft_type"]))
 
 
 def adapter_or_none(path: str | Path, base: str | Path | None = None) -> AdapterSource | None:
