@@ -244,3 +244,42 @@ def tiny_dir(tmp_path_factory):
         return built[name]
 
     return get
+
+
+def fit_causal_lm(model, tokenizer, texts, steps: int, lr: float):
+    """Full-batch AdamW on next-token loss over `texts` (the trainable parameters only); eval mode after."""
+    import torch
+
+    batch = tokenizer(list(texts), return_tensors="pt", padding=True)
+    labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        model(**batch, labels=labels).loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def save_lora_adapter(base_dir: Path, out: Path, *, seed: int = 0, r: int = 4,
+                      target_modules=("q_proj", "v_proj"), train_texts=None, steps: int = 20,
+                      lr: float = 1e-2) -> Path:
+    """A LoRA adapter of the model saved in `base_dir`, written like a user's fine-tune (adapter
+    files only, safetensors). Untrained, its A and B are random (the usual zero B would hide a
+    merge that does nothing); with `train_texts`, a seeded fine-tune on them (causal LMs)."""
+    import json
+
+    import torch
+    import transformers
+    from peft import LoraConfig, get_peft_model
+
+    arch = json.loads((Path(base_dir) / "config.json").read_text())["architectures"][0]
+    torch.manual_seed(seed)
+    model = getattr(transformers, arch).from_pretrained(base_dir)
+    cfg = LoraConfig(r=r, lora_alpha=2 * r, target_modules=list(target_modules), lora_dropout=0.0,
+                     init_lora_weights=train_texts is not None)
+    model = get_peft_model(model, cfg)
+    if train_texts is not None:
+        fit_causal_lm(model, transformers.AutoTokenizer.from_pretrained(base_dir), train_texts, steps, lr)
+    model.save_pretrained(out, safe_serialization=True)
+    return Path(out)

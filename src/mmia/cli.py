@@ -72,8 +72,12 @@ def inspect(
 def attack(
     data: Path = typer.Argument(..., help="JSONL, CSV, Parquet file or datasets save_to_disk directory."),
     target: Path = opt.TARGET,
+    base: Path = opt.BASE,
     attacks: str = typer.Option("", "--attacks", help="Comma-separated attack names (default: all that apply)."),
-    reference: Path = typer.Option(None, "--reference", help="Reference model directory for the reference attack."),
+    reference: Path = typer.Option(
+        None, "--reference", help="Reference model directory for the reference attack (default for a PEFT adapter "
+        "target: its base)."
+    ),
     out: Path = opt.OUT,
     batch_size: int = opt.BATCH_SIZE,
     device: str = opt.DEVICE,
@@ -89,7 +93,8 @@ def attack(
 
     names = [a.strip() for a in attacks.split(",") if a.strip()] or None
     result, _ = run_attack(data, target, attacks=names, reference_dir=reference, out_dir=out,
-                           batch_size=batch_size, device=device, dtype=dtype, cache_dir=cache, skip_bad=skip_bad)
+                           batch_size=batch_size, device=device, dtype=dtype, cache_dir=cache, skip_bad=skip_bad,
+                           base_dir=base)
     table = Table(title=f"attack: {data}")
     for col in ("attack", "AUC", "95% CI", "TPR@1%FPR"):
         table.add_column(col)
@@ -232,7 +237,10 @@ def demo(
 @accepts_quiet
 def umid(
     queries: Path = typer.Argument(..., help="Query file (JSONL/CSV/Parquet): id, text (a name or PII string), label."),
-    target: Path = typer.Option(..., "--target", help="CLIP- or CLAP-style model directory (Hugging Face format)."),
+    target: Path = typer.Option(
+        ..., "--target", help="CLIP- or CLAP-style model directory (Hugging Face format), or a PEFT adapter of one."
+    ),
+    base: Path = opt.BASE,
     out: Path = opt.OUT,
     restarts: int = typer.Option(8, "--restarts", min=2, help="Independent random restarts per query."),
     steps: int = typer.Option(60, "--steps", min=1, help="Optimisation steps per restart."),
@@ -268,7 +276,7 @@ def umid(
         seq = SequentialConfig(restarts=restarts, steps=steps, reference_size=reference_size, seed=seed)
     with Cache(cache_dir) as cache:
         res = audit_queries(queries, target, cfg, control_names=control_names, media=media, sequential=seq,
-                            cache=cache)
+                            cache=cache, base=base)
     section, table = to_results(res, name="umid", queries=queries, target=target, show_queries=show_queries,
                                 settings={"umid": cfg.model_dump()})
     run = RunResult(**section.model_dump())

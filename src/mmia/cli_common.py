@@ -32,7 +32,10 @@ def accepts_quiet(fn):
 
 
 # Options of every command that runs a target model (typer reads them from the defaults).
-TARGET = typer.Option(..., "--target", help="Target model directory (Hugging Face format).")
+TARGET = typer.Option(..., "--target", help="Target model directory (Hugging Face format), or a PEFT (LoRA) "
+                      "adapter directory.")
+BASE = typer.Option(None, "--base", help="A PEFT adapter target's base model directory (default: the local "
+                    "directory its adapter_config.json names); for a generative target also the default --reference.")
 OUT = typer.Option(..., "--out", help="Results directory.")
 BATCH_SIZE = typer.Option(8, "--batch-size", min=1, help="Samples per forward pass.")
 DEVICE = typer.Option("auto", "--device", help="cpu, cuda, cuda:1, ... (auto: CUDA when present).")

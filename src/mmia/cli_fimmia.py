@@ -60,9 +60,12 @@ def _print(result) -> None:
 @accepts_quiet
 def train_cmd(
     data: Path = typer.Argument(..., help="Labelled members/non-members (or the fine-tuning set with --base)."),
-    target: Path = typer.Option(..., "--target", help="The audited model (Hugging Face directory)."),
+    target: Path = typer.Option(..., "--target", help="The audited model (Hugging Face directory or PEFT adapter)."),
     out: Path = typer.Option(..., "--out", help="Where the attack model is written (safetensors + config.json)."),
-    base: Path = typer.Option(None, "--base", help="Two-model protocol: the target's model before fine-tuning."),
+    base: Path = typer.Option(
+        None, "--base", help="Two-model protocol: the target's model before fine-tuning (for a PEFT adapter "
+        "target, also the base it is merged into)."
+    ),
     k: int = typer.Option(24, "--k", help="Neighbours per sample."),
     field: str = typer.Option("auto", "--field", help="Perturbed field: auto, prompt, answer, text, media, a+b."),
     seed: int = typer.Option(0, "--seed"),
@@ -126,8 +129,12 @@ def train_cmd(
 @accepts_quiet
 def score_cmd(
     data: Path = typer.Argument(..., help="Samples to audit (labels optional; needed for AUC)."),
-    target: Path = typer.Option(..., "--target", help="The audited model (Hugging Face directory)."),
+    target: Path = typer.Option(..., "--target", help="The audited model (Hugging Face directory or PEFT adapter)."),
     attack_model: Path = typer.Option(..., "--attack-model", help="A directory written by `mmia fimmia train`."),
+    base: Path = typer.Option(
+        None, "--base", help="A PEFT adapter target's base model (default: the one the attack model was trained with, "
+        "else the one its adapter_config.json names)."
+    ),
     out: Path = typer.Option(..., "--out", help="Results directory."),
     batch_size: int = typer.Option(None, "--batch-size"),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, ... (auto: CUDA when present)."),
@@ -141,7 +148,7 @@ def score_cmd(
     from mmia.fimmia import api
 
     result = api.score(data, target, attack_model, out, cache_dir=cache_dir, skip_bad=skip_bad, batch_size=batch_size,
-                       device=None if device == "auto" else device, skip_trained=skip_trained)
+                       device=None if device == "auto" else device, skip_trained=skip_trained, base=base)
     if result.attacks:
         _print(result)
     typer.echo(f"results: {out / 'results.json'}")

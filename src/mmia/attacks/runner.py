@@ -1,9 +1,10 @@
 """`mmia attack` as a Python API: score a data set with registered attacks against a target.
 
 The target is run once per needed view of the data (the text as is; its lowercased copy only
-when the lowercase attack is asked; the reference model only when --reference is given), the
-views stream in lockstep through the same length-sorted batches, and every attack reduces each
-sample's statistics to a score at once; nothing per-token is kept beyond the current batch.
+when the lowercase attack is asked; the reference model only when --reference is given, or the
+target is a PEFT adapter, whose base is then the reference), the views stream in lockstep
+through the same length-sorted batches, and every attack reduces each sample's statistics to a
+score at once; nothing per-token is kept beyond the current batch.
 """
 
 from __future__ import annotations
@@ -240,22 +241,33 @@ def run_attack(
     skip_bad: bool = False,
     configs: dict | None = None,
     seed: int = 0,
+    base_dir=None,
 ) -> tuple[RunResult, ScoreTable]:
-    """Load data and models, score, evaluate; with `out_dir`, write results.json, scores.parquet and report.html."""
+    """Load data and models, score, evaluate; with `out_dir`, write results.json, scores.parquet and report.html.
+
+    `target_dir` may be a PEFT adapter (merged into `base_dir`, default the base its config
+    names); with no `reference_dir` its base is then the reference model: target minus base is
+    what the fine-tune changed, the signal a LoRA audit rests on.
+    """
     from mmia.cache import Cache
     from mmia.data import load_dataset
     from mmia.offline import resolve_model_dir
     from mmia.targets import detect_kind, load_target
+    from mmia.targets.peft_adapter import adapter_or_none
 
     dataset = data if hasattr(data, "samples") else load_dataset(data, skip_bad=skip_bad)
     # Check the request against config.json before paying for loading any weights.
-    kind = detect_kind(resolve_model_dir(target_dir, "target model"))
+    peft = adapter_or_none(target_dir, base_dir)
+    kind = detect_kind(peft.base if peft else resolve_model_dir(target_dir, "target model"))
+    reference_from = "--reference" if reference_dir is not None else None
+    if peft is not None and reference_dir is None and kind in GENERATIVE:
+        reference_dir, reference_from = peft.base, "adapter base"
     if reference_dir is not None:
         ref_kind = detect_kind(resolve_model_dir(reference_dir, "reference model"))
         if ref_kind not in GENERATIVE or kind not in GENERATIVE:
             raise InputError("--reference works with generative targets and references (causal LM, VLM, audio LM)")
     specs = select_attacks(attacks, kind, dataset.modalities, reference_dir is not None)
-    target = load_target(target_dir, kind=kind, device=device, dtype=dtype)
+    target = load_target(target_dir, kind=kind, device=device, dtype=dtype, base=peft.base if peft else None)
     reference = None
     if reference_dir is not None:
         reference = load_target(reference_dir, device=target.device, dtype=dtype)
@@ -279,8 +291,11 @@ def run_attack(
                   "target_kind": target.kind, "attacks": [s.name for s in specs],
                   "configs": {s.name: (configs or {}).get(s.name, s.make_config()).model_dump(mode="json")
                               for s in specs},
-                  "engine": scored.counts, "seconds_total": round(time.perf_counter() - t0, 3)},
+                  "engine": scored.counts, "seconds_total": round(time.perf_counter() - t0, 3),
+                  "reference_from": reference_from},
     )
+    if peft is not None:
+        result.settings["adapter"] = peft.summary()
     if out_dir is not None:
         from mmia.report import render_report
         from mmia.results import write_results

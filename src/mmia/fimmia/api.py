@@ -63,6 +63,17 @@ def protocol_features(train_ds: Dataset, target, base, cfg: FimmiaConfig, cache,
     return two_model_features(tf, bf)
 
 
+def with_adapter_base(cfg: FimmiaConfig, target, base) -> FimmiaConfig:
+    """For a PEFT adapter target, the two-model protocol's base (the model before fine-tuning) is
+    the base the adapter is merged into, unless the config names one already."""
+    from mmia.targets.peft_adapter import is_adapter_dir
+
+    if base is None or cfg.adapter_base is not None or not is_adapter_dir(target):
+        return cfg
+    # absolute: `fimmia score` reads it back from the saved attack model, maybe from another folder
+    return cfg.model_copy(update={"adapter_base": str(Path(base).expanduser().resolve())})
+
+
 def train(
     data: str | Path,
     target: str | Path,
@@ -80,7 +91,7 @@ def train(
     """Train an attack model on DATA (labelled, or the fine-tuning set with --base) and save it
     to `out`. With `holdout` > 0 a share of the samples is kept out of training and the model
     is evaluated on it; that evaluation is written to `out/holdout/`."""
-    cfg = cfg or FimmiaConfig()
+    cfg = with_adapter_base(cfg or FimmiaConfig(), target, base)
     ds = load_dataset(data, skip_bad=skip_bad)
     if base is None and not ds.has_labels:
         ds.labels()  # raises the clear "needs a label column" error
@@ -183,11 +194,15 @@ def score(
     batch_size: int | None = None,
     device: str | None = None,
     skip_trained: bool = False,
+    base: str | Path | None = None,
 ) -> RunResult:
     """Score DATA with a saved attack model; samples it was trained on are refused, or with
-    `skip_trained` left out (so the file `train --holdout` split scores as its held-out part)."""
+    `skip_trained` left out (so the file `train --holdout` split scores as its held-out part).
+    `base`: a PEFT adapter target's base (default: the one the attack model was trained with)."""
     model = FimmiaModel.load(attack_model)
     cfg = FimmiaConfig(**model.settings["fimmia"])
+    if base is not None:
+        cfg = cfg.model_copy(update={"adapter_base": str(base)})
     if batch_size:
         cfg = cfg.model_copy(update={"batch_size": batch_size})
     cfg = cfg.model_copy(update={"device": device})  # where to run is not part of the attack
@@ -219,7 +234,7 @@ def run_protocol(
     name: str = "fimmia",
 ) -> tuple[Section, ScoreTable, dict]:
     """Split a labelled set by sample, train (with the ablation) on one part, report on the rest."""
-    cfg = cfg or FimmiaConfig()
+    cfg = with_adapter_base(cfg or FimmiaConfig(), target, base)
     train_ds, eval_ds = split_parts(ds, eval_fraction, seed=cfg.neighbours.seed)
     extractor = FeatureExtractor(target, cfg, cache)
     t0 = time.perf_counter()

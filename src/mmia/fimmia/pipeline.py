@@ -43,6 +43,9 @@ class FimmiaConfig(BaseModel):
     batch_size: int = 32
     reuse: bool = Field(True, description="reuse the media encoder output and the prefix KV cache")
     device: str | None = Field(None, description="cpu, cuda, ... (None: CUDA when present)")
+    adapter_base: str | None = Field(
+        None, description="a PEFT adapter target's base model dir (None: the local one its adapter_config.json names)"
+    )
 
 
 def config_for_testbed(manifest: dict, **overrides) -> FimmiaConfig:
@@ -78,19 +81,29 @@ def make_scorer(target: str | Path, cfg: FimmiaConfig):
         answer_template=cfg.answer_template,
         device=cfg.device,
     )
-    kind = _target_kind(target)
+    from mmia.targets.peft_adapter import is_adapter_dir
+
+    loaded = None
+    if is_adapter_dir(target):
+        # A PEFT adapter, merged into its base once: a plain model of the base's architecture.
+        from mmia.targets import load_target
+
+        loaded = load_target(target, device=cfg.device, base=cfg.adapter_base)
+        kind = loaded.model.config.model_type
+    else:
+        kind = _target_kind(target)
     if kind == "llava":
         from mmia.fimmia.scoring import LlavaScorer
 
-        return LlavaScorer(target, max_frames=cfg.max_frames, **common)
-    if kind == "whisper":
+        return LlavaScorer(target, max_frames=cfg.max_frames, target=loaded, **common)
+    if kind == "whisper" and loaded is None:  # WhisperScorer loads its own model; an adapter goes the generic way
         from mmia.fimmia.scoring_audio import WhisperScorer
 
         return WhisperScorer(target, **common)
     from mmia import progress
     from mmia.fimmia.scoring_target import TargetScorer
 
-    scorer = TargetScorer(target, max_frames=cfg.max_frames, **common)
+    scorer = TargetScorer(target, max_frames=cfg.max_frames, target=loaded, **common)
     progress.info(f"FiMMIA on a '{kind or scorer.target.kind}' target: no prefix or media reuse for this "
                   "architecture yet; every original and neighbour is one full forward pass")
     return scorer

@@ -14,11 +14,17 @@ _VLM_TYPES = {"llava", "llava_next", "llava_onevision", "qwen2_vl", "qwen2_5_vl"
               "smolvlm", "gemma3", "mllama"}
 
 
-def detect_kind(path: str | Path) -> str:
+def detect_kind(path: str | Path, base: str | Path | None = None) -> str:
     """The target kind from config.json: 'causal-lm', 'vlm', 'audio-lm', 'clip' or 'clap'.
 
     'audio-lm' covers audio-language decoders (Qwen2-Audio) and audio encoder-decoders (Whisper).
+    A PEFT adapter directory has the kind of its base (`base`, else the one its config names).
     """
+    from mmia.targets.peft_adapter import adapter_or_none
+
+    source = adapter_or_none(path, base)
+    if source is not None:
+        return detect_kind(source.base)
     path = Path(path)
     cfg_path = path / "config.json"
     if not cfg_path.exists():
@@ -60,22 +66,30 @@ def _quiet_transformers() -> None:
 
 
 def load_target(path: str | Path, kind: str | None = None, device: str | None = None, dtype=None,
-                chat_template: bool = True):
+                chat_template: bool = True, base: str | Path | None = None):
     """Load a target adapter from a local model directory (safetensors only, offline).
 
     `kind` defaults to what config.json says; `device` to CUDA when present else CPU; `dtype`
     to bfloat16 on CUDA and float32 on CPU. Generative targets format rows that have a prompt
     with the model's chat template when it has one (`chat_template=False`: plain text).
+    `path` may be a PEFT adapter directory: it is merged into `base` (default: the local base its
+    adapter_config.json names; the result's `peft` attribute says which); see `mmia.targets.peft_adapter`.
     """
-    adapter = _load(path, kind, device, dtype)
+    from mmia.targets.peft_adapter import adapter_or_none
+
+    source = adapter_or_none(path, base)
+    adapter = _load(source.base if source else path, kind, device, dtype, source)
+    if source is not None:
+        adapter.path, adapter.peft = source.dir, source
     if hasattr(adapter, "use_chat_template"):
         adapter.use_chat_template = chat_template
         adapter.fingerprint = f"{adapter.fingerprint}:{adapter.format_tag()}"
     return adapter
 
 
-def _load(path, kind, device, dtype):
-    from mmia.offline import from_pretrained, resolve_model_dir
+def _load(path, kind, device, dtype, peft=None):
+    from mmia.offline import from_pretrained as load_files
+    from mmia.offline import resolve_model_dir
 
     path = Path(resolve_model_dir(path, "target model"))
     kind = kind or detect_kind(path)
@@ -84,11 +98,17 @@ def _load(path, kind, device, dtype):
     _quiet_transformers()
     import transformers as tf
 
-    fingerprint = f"{fingerprint_dir(path)}:{str(torch_dtype).removeprefix('torch.')}"
+    fp = peft.fingerprint(fingerprint_dir(path)) if peft else fingerprint_dir(path)
+    fingerprint = f"{fp}:{str(torch_dtype).removeprefix('torch.')}"
+
+    def from_pretrained(cls, name, what, **kwargs):
+        # A PEFT adapter's own tokenizer/processor, when it saved one, is the one it was trained with.
+        own = peft.own_files(cls, what, **kwargs) if peft else None
+        return own if own is not None else load_files(cls, name, what, **kwargs)
 
     def model_of(cls):
-        m = from_pretrained(cls, path, "target model", dtype=torch_dtype)
-        return m.to(device).eval()
+        m = load_files(cls, path, "target model", dtype=torch_dtype).to(device)
+        return (peft.merge_into(m, device) if peft else m).eval()
 
     if kind == "causal-lm":
         from mmia.targets.generative import CausalLMTarget

@@ -102,7 +102,8 @@ def run_inversions(
     from mmia.cache import cached_map, fingerprint_dir, make_key
     from mmia.progress import progress_bar
 
-    fp = fingerprint_dir(target.path)
+    peft = getattr(target, "peft", None)  # a merged PEFT adapter: its base and its own weights together
+    fp = peft.fingerprint(fingerprint_dir(peft.base)) if peft else fingerprint_dir(target.path)
     variant = f"{CACHE_VERSION}|{settings.key()}|seed{seed}|{'seq' if sequential else 'batch'}"
     keys = [make_key(fp, t, template, "umid-inversion", variant) for t in texts]
 

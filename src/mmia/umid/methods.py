@@ -79,10 +79,12 @@ def audit_queries(
     media: Path | None = None,
     sequential: SequentialConfig | None = None,
     cache=None,
+    base: Path | None = None,
 ) -> AuditOutput:
     """Run UMID (and the controls and baselines whose inputs are given) on a query file.
 
-    `control_limit` keeps the first names of `control_names` only (the demo's cheaper control).
+    `control_limit` keeps the first names of `control_names` only (the demo's cheaper control);
+    `base` is a PEFT adapter target's base model (see `mmia.targets.peft_adapter`).
     """
     import torch
 
@@ -97,7 +99,7 @@ def audit_queries(
     labels = None
     if all(s.label is not None for s in ds.samples):
         labels = np.array([s.label for s in ds.samples], dtype=np.int64)
-    target = load_contrastive(target_dir)
+    target = load_contrastive(target_dir, base=base)
     methods, info = umid_scores(target, texts, config, cache=cache)
     info = {k: v for k, v in info.items() if k != "votes_per_detector"}
     if control_names is not None:

@@ -20,21 +20,28 @@ from mmia.targets.contrastive import CLAPTarget, CLIPTarget
 ContrastiveAdapter = CLIPTarget | CLAPTarget
 
 
-def load_contrastive(model_dir: str | Path) -> ContrastiveAdapter:
-    """A CLIP or CLAP adapter from a local Hugging Face directory, CPU float32, weights frozen."""
+def load_contrastive(model_dir: str | Path, base: str | Path | None = None) -> ContrastiveAdapter:
+    """A CLIP or CLAP adapter from a local Hugging Face directory, CPU float32, weights frozen.
+
+    `model_dir` may be a PEFT adapter of a CLIP/CLAP model (merged into `base`, default the base
+    its adapter_config.json names).
+    """
     from mmia import offline, progress
     from mmia.targets import detect_kind, load_target
+    from mmia.targets.peft_adapter import adapter_or_none
 
     if progress.is_quiet():
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-    model_dir = Path(offline.resolve_model_dir(model_dir, "target"))
-    kind = detect_kind(model_dir)
+    peft = adapter_or_none(model_dir, base)
+    model_dir = Path(model_dir) if peft else Path(offline.resolve_model_dir(model_dir, "target"))
+    kind = detect_kind(peft.base if peft else model_dir)
     if kind not in ("clip", "clap"):
         raise InputError(f"is a {kind} model, not a CLIP- or CLAP-style model (need 'clip' or 'clap')",
-                         model_dir / "config.json")
-    return load_target(model_dir, kind=kind, device="cpu", dtype="float32").freeze()
+                         (peft.base if peft else model_dir) / "config.json")
+    return load_target(model_dir, kind=kind, device="cpu", dtype="float32",
+                       base=peft.base if peft else None).freeze()
 
 
 def text_embeddings(target: ContrastiveAdapter, texts: list[str]) -> torch.Tensor:
