@@ -291,3 +291,15 @@ def test_umid_inversions_of_an_adapter_are_its_own(tiny_dir, tmp_path):  # noqa:
         n_base = len(cache)
         audit_queries(queries, adapter, cfg, cache=cache, base=base)
         assert len(cache) == 2 * n_base  # every inversion computed anew for the adapter
+
+
+def test_infer_on_an_adapter_uses_its_base_as_reference(trained, tmp_path):
+    from mmia.infer import infer
+
+    rows = [json.loads(x) for x in trained["data"].read_text().splitlines()]
+    for name, label in (("suspect", 1), ("validation", 0)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"id": r["id"], "text": r["text"]}) + "\n"
+                                                        for r in rows if r["label"] == label), encoding="utf-8")
+    r = infer(tmp_path / "suspect.jsonl", tmp_path / "validation.jsonl", trained["adapter"], shift_check=False,
+              cache_dir=tmp_path / "c")
+    assert r.settings["reference_from"] == "adapter base" and "reference" in r.features

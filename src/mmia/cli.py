@@ -112,7 +112,9 @@ def infer(
     suspect: Path = typer.Argument(..., help="The suspect set (JSONL, CSV, Parquet, datasets dir); no labels needed."),
     validation: Path = typer.Option(..., "--validation", help="Data of the same kind the model cannot have seen."),
     target: Path = opt.TARGET,
-    reference: Path = typer.Option(None, "--reference", help="Reference model directory (adds the ratio features)."),
+    base: Path = opt.BASE,
+    reference: Path = typer.Option(None, "--reference", help="Reference model directory (adds the ratio features; "
+                                   "default for a PEFT adapter target: its base)."),
     out: Path = opt.OUT,
     alpha: float = typer.Option(0.01, "--alpha", help="Level of the test: 'trained on' when p < alpha."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split (part A fits the model, part B is tested)."),
@@ -130,7 +132,7 @@ def infer(
     names = [a.strip() for a in attacks.split(",") if a.strip()] or None
     result = run_infer(suspect, validation, target, reference=reference, out_dir=out, alpha=alpha, seed=seed,
                        attacks=names, shift_check=not no_shift_check, batch_size=batch_size, device=device,
-                       dtype=dtype, cache_dir=cache, skip_bad=skip_bad)
+                       dtype=dtype, cache_dir=cache, skip_bad=skip_bad, base=base)
     typer.echo(f"{result.verdict}: p = {result.p_value:.3g} (alpha {alpha}; control p = "
                f"{result.control_p_value:.3g}; {result.n_suspect} suspect, {result.n_validation} validation rows)"
                + (f"; shift check: {result.shift_verdict}" if result.shift_verdict else ""))

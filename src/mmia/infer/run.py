@@ -62,11 +62,13 @@ def infer(
     dtype: str | None = None,
     cache_dir=None,
     skip_bad: bool = False,
+    base=None,
 ) -> RunResult:
     """Dataset inference of `suspect` (a path or Dataset; labels not needed) against
     `validation` (data the model cannot have seen) on the target model directory. With
     `out_dir`, writes results.json, scores.parquet (both sets' features and held-out scores) and
-    report.html."""
+    report.html. A PEFT adapter target is merged into its base (`base`, default the one its config
+    names), which is then the reference unless `reference` is given, as in `mmia attack`."""
     from mmia.attacks.runner import GENERATIVE
     from mmia.cache import Cache
     from mmia.errors import InputError
@@ -78,10 +80,16 @@ def infer(
         raise InputError(f"alpha must be between 0 and 1 (got {alpha})")
     t0 = time.perf_counter()
     sus, val = load_sets(suspect, validation, skip_bad=skip_bad)
-    kind = detect_kind(resolve_model_dir(target, "target model"))
+    from mmia.targets.peft_adapter import adapter_or_none
+
+    peft = adapter_or_none(target, base)
+    kind = detect_kind(peft.base if peft else resolve_model_dir(target, "target model"))
     if reference is not None and kind not in GENERATIVE:
         raise InputError("--reference works with generative targets (causal LM, VLM, audio LM)")
-    tgt = load_target(target, kind=kind, device=device, dtype=dtype)
+    reference_from = "--reference" if reference is not None else None
+    if peft is not None and reference is None and kind in GENERATIVE:
+        reference, reference_from = peft.base, "adapter base"
+    tgt = load_target(target, kind=kind, device=device, dtype=dtype, base=peft.base if peft else None)
     ref = load_target(reference, device=tgt.device, dtype=dtype) if reference is not None else None
     with Cache(cache_dir) as cache:
         result, scored, main = infer_sets(sus, val, tgt, reference=ref, alpha=alpha, seed=seed, attacks=attacks,
@@ -90,6 +98,7 @@ def infer(
     result.target = str(target)
     result.reference = str(reference) if reference is not None else None
     result.settings["seconds_total"] = round(time.perf_counter() - t0, 3)
+    result.settings["reference_from"] = reference_from
     if out_dir is not None:
         _write(out_dir, result, scored, main)
     return result
