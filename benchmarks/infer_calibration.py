@@ -25,10 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-SIZES = (10, 25, 50, 100, 250)
-# The labelled split of media rows per testbed: members' and non-members' own photos or
-# recordings for the contrastive ones (CSA/AEA features), the matched split for the others.
-SPLITS = ("matched", "photos", "recordings")
+from mmia.infer.demo_step import SPLITS  # the labelled split of each testbed the demo step uses
+from mmia.infer.run import SIZES
 
 
 def _features(testbed) -> tuple[list[str], np.ndarray, np.ndarray]:

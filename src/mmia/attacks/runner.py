@@ -253,15 +253,11 @@ def run_attack(
     from mmia.data import load_dataset
     from mmia.offline import resolve_model_dir
     from mmia.targets import detect_kind, load_target
-    from mmia.targets.peft_adapter import adapter_or_none
+    from mmia.targets.peft_adapter import resolve_target
 
     dataset = data if hasattr(data, "samples") else load_dataset(data, skip_bad=skip_bad)
     # Check the request against config.json before paying for loading any weights.
-    peft = adapter_or_none(target_dir, base_dir)
-    kind = detect_kind(peft.base if peft else resolve_model_dir(target_dir, "target model"))
-    reference_from = "--reference" if reference_dir is not None else None
-    if peft is not None and reference_dir is None and kind in GENERATIVE:
-        reference_dir, reference_from = peft.base, "adapter base"
+    peft, kind, reference_dir, reference_from = resolve_target(target_dir, reference_dir, base_dir, GENERATIVE)
     if reference_dir is not None:
         ref_kind = detect_kind(resolve_model_dir(reference_dir, "reference model"))
         if ref_kind not in GENERATIVE or kind not in GENERATIVE:

@@ -27,6 +27,15 @@ def content_id(fields: dict) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def sample_digest(sample) -> str:
+    """sha256 (hex) of what a sample holds, independent of its id and file: its texts and its
+    media's bytes (`media_digest`)."""
+    from mmia.data.schema import MEDIA_FIELDS
+
+    parts = [sample.text, sample.prompt, sample.answer] + [media_digest(getattr(sample, m)) for m in MEDIA_FIELDS]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
 def stable_seed(*parts) -> int:
     """A 63-bit seed from any strings/ints, the same on every run and machine."""
     blob = "\x1f".join(str(p) for p in parts).encode("utf-8")

@@ -7,7 +7,6 @@ config and the scorer and embedder settings; a killed run resumes from the last 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from mmia.cache import Cache, cached_map, fingerprint_dir, make_key
-from mmia.data.ids import media_digest
+from mmia.data.ids import sample_digest
 from mmia.data.schema import MEDIA_FIELDS, Dataset, Sample
 from mmia.errors import InputError
 from mmia.fimmia.features import FeatureSet, build_features
@@ -96,10 +95,10 @@ def make_scorer(target: str | Path, cfg: FimmiaConfig):
         from mmia.fimmia.scoring import LlavaScorer
 
         return LlavaScorer(target, max_frames=cfg.max_frames, target=loaded, **common)
-    if kind == "whisper" and loaded is None:  # WhisperScorer loads its own model; an adapter goes the generic way
+    if kind == "whisper":
         from mmia.fimmia.scoring_audio import WhisperScorer
 
-        return WhisperScorer(target, **common)
+        return WhisperScorer(target, target=loaded, **common)
     from mmia import progress
     from mmia.fimmia.scoring_target import TargetScorer
 
@@ -107,11 +106,6 @@ def make_scorer(target: str | Path, cfg: FimmiaConfig):
     progress.info(f"FiMMIA on a '{kind or scorer.target.kind}' target: no prefix or media reuse for this "
                   "architecture yet; every original and neighbour is one full forward pass")
     return scorer
-
-
-def _sample_digest(s: Sample) -> str:
-    parts = [s.text, s.prompt, s.answer] + [media_digest(getattr(s, m)) for m in MEDIA_FIELDS]
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
 def _media_field(s: Sample) -> str | None:
@@ -181,7 +175,8 @@ class FeatureExtractor:
         from mmia.progress import progress_bar
 
         version = self.version()
-        keys = [make_key(self.scorer.fingerprint, s.id, _sample_digest(s), "fimmia-features", version) for s in dataset]
+        keys = [make_key(self.scorer.fingerprint, s.id, sample_digest(s)[:16], "fimmia-features", version)
+                for s in dataset]
         with progress_bar(description, len(dataset), unit="samples") as bar:
             values = cached_map(
                 self.cache,

@@ -72,25 +72,11 @@ class WhisperScorer(TargetScorer):
 
     def _decode_losses(self, enc, rows) -> list[float]:
         """Loss of each encoded row given its encoder states `enc` (B, S, D)."""
-        import torch
-
-        from mmia.targets.generative import _Generative
-
-        plain = _Generative.collate(self.target, rows)  # the decoder side alone: the states are given
-        ids = plain["input_ids"].to(self.device)
-        mask = plain["attention_mask"].to(self.device)
-        logits = self.model(encoder_outputs=(enc,), decoder_input_ids=ids, decoder_attention_mask=mask,
+        dec = self.target.collate(rows)  # rows without encoder features: the decoder side alone
+        logits = self.model(encoder_outputs=(enc,), decoder_input_ids=dec["decoder_input_ids"].to(self.device),
+                            decoder_attention_mask=dec["decoder_attention_mask"].to(self.device),
                             use_cache=False).logits
-        out = []
-        for i, e in enumerate(rows):
-            start, stop = self.layout.loss_span(e)
-            if stop <= start:
-                out.append(float("nan"))
-                continue
-            pos = torch.arange(start - 1, stop - 1, device=logits.device)  # row t predicts token t + 1
-            tgt = torch.from_numpy(e.input_ids[start:stop]).to(logits.device)
-            out.append(float(torch.nn.functional.cross_entropy(logits[i, pos].float(), tgt).item()))
-        return out
+        return self.span_losses(logits, rows)
 
     def media_embedding_of(self, media: np.ndarray, field: str) -> np.ndarray:
         """The target's own audio embedding: the mean encoder state."""

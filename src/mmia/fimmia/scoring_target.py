@@ -118,15 +118,22 @@ class TargetScorer:
             enc = self.target.encode_batch(rows[s : s + self.batch_size], None, media[s : s + self.batch_size])
             with torch.inference_mode():
                 logits, _ = self.target.logits(enc)
-            for i, e in enumerate(enc):
-                start, stop = self.layout.loss_span(e)
-                if stop <= start:
-                    out.append(float("nan"))
-                    continue
-                pos = np.arange(start - 1, stop - 1)  # row t predicts token t + 1
-                lg = logits[i, torch.from_numpy(pos).to(logits.device)].float()
-                tgt = torch.from_numpy(e.input_ids[pos + 1]).to(logits.device)
-                out.append(float(torch.nn.functional.cross_entropy(lg, tgt).item()))
+            out += self.span_losses(logits, enc)
+        return out
+
+    def span_losses(self, logits, encs) -> list[float]:
+        """Mean cross-entropy over each encoded row's loss span, from its logits (B, T, V)."""
+        import torch
+
+        out = []
+        for i, e in enumerate(encs):
+            start, stop = self.layout.loss_span(e)
+            if stop <= start:
+                out.append(float("nan"))
+                continue
+            pos = torch.arange(start - 1, stop - 1, device=logits.device)  # row t predicts token t + 1
+            tgt = torch.from_numpy(e.input_ids[start:stop]).to(logits.device)
+            out.append(float(torch.nn.functional.cross_entropy(logits[i, pos].float(), tgt).item()))
         return out
 
     def score_sample(self, sample, neighbours, media: np.ndarray | None, media_field: str | None):

@@ -7,19 +7,11 @@ answers are known, each answered by `mmia infer`:
 
 from __future__ import annotations
 
-import dataclasses
-
 from mmia.attacks.registry import register_demo_step
 
 # The labelled split of media rows per kind of testbed: the contrastive testbeds' own photos or
 # recordings (CSA/AEA features), the matched split of the generative ones.
 SPLITS = ("matched", "photos", "recordings")
-
-
-def _unlabelled(ds, samples):
-    from mmia.data.schema import Dataset
-
-    return Dataset(ds.path, [dataclasses.replace(s, label=None) for s in samples], [])
 
 
 @register_demo_step("infer", order=25)
@@ -31,7 +23,7 @@ def infer_demo_step(testbed, ctx) -> list:
 
     from mmia.cache import Cache
     from mmia.data import load_dataset
-    from mmia.infer.inputs import MIN_ROWS, check_sets
+    from mmia.infer.inputs import MIN_ROWS, check_sets, unlabelled
     from mmia.infer.run import infer_sets
     from mmia.results import Section
     from mmia.targets import load_target
@@ -57,7 +49,7 @@ def infer_demo_step(testbed, ctx) -> list:
         for title, sus, val, expected in questions:
             if min(len(sus), len(val)) < MIN_ROWS:
                 continue
-            sus_ds, val_ds = _unlabelled(ds, sus), _unlabelled(ds, val)
+            sus_ds, val_ds = unlabelled(ds, sus), unlabelled(ds, val)
             check_sets(sus_ds, val_ds)
             methods = None
             if ctx.quick:  # miniature runs (tests) leave out the sentence embedder, as the shift step does

@@ -5,21 +5,12 @@ by content, each with enough rows for a split test."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 
-from mmia.data.schema import MEDIA_FIELDS, Dataset, Sample
+from mmia.data.ids import sample_digest
+from mmia.data.schema import Dataset
 from mmia.errors import InputError
 
 MIN_ROWS = 10  # per side; half of them are held out for the test
-
-
-def content_digest(s: Sample) -> str:
-    """What a row holds, independent of its id and file: its texts and its media's bytes."""
-    from mmia.data.ids import media_digest
-
-    parts = [s.text, s.prompt, s.answer] + [media_digest(getattr(s, m)) for m in MEDIA_FIELDS]
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
 def check_sets(suspect: Dataset, validation: Dataset) -> None:
@@ -37,10 +28,10 @@ def check_sets(suspect: Dataset, validation: Dataset) -> None:
     if both is not None:
         raise InputError(f"id {both.id!r} is in both sets (suspect row {ids[both.id]}); the sets must be disjoint",
                          validation.path, row=both.row)
-    digests = {content_digest(s): s.row for s in suspect}
-    same = next((s for s in validation if content_digest(s) in digests), None)
+    digests = {sample_digest(s): s.row for s in suspect}
+    same = next((s for s in validation if sample_digest(s) in digests), None)
     if same is not None:
-        raise InputError(f"this row's content is also in the suspect set (row {digests[content_digest(same)]}); "
+        raise InputError(f"this row's content is also in the suspect set (row {digests[sample_digest(same)]}); "
                          "the sets must be disjoint", validation.path, row=same.row)
 
 
@@ -51,8 +42,13 @@ def load_sets(suspect, validation, skip_bad: bool = False) -> tuple[Dataset, Dat
 
     sets = [d if hasattr(d, "samples") else load_dataset(d, skip_bad=skip_bad) for d in (suspect, validation)]
     check_sets(*sets)
-    return tuple(Dataset(d.path, [dataclasses.replace(s, label=None) for s in d], list(d.skipped))
-                 for d in sets)
+    return tuple(unlabelled(d) for d in sets)
+
+
+def unlabelled(ds: Dataset, samples=None) -> Dataset:
+    """`ds` (or these of its samples) with the labels dropped: nothing downstream can read them."""
+    rows = ds.samples if samples is None else samples
+    return Dataset(ds.path, [dataclasses.replace(s, label=None) for s in rows], list(ds.skipped))
 
 
 def labelled_union(suspect: Dataset, validation: Dataset) -> Dataset:

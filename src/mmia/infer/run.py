@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmia.infer.statistics import SplitTest, control_test, split_test
+from mmia.infer.statistics import TRAIN_FRACTION, SplitTest, control_test, split_test
 from mmia.results import AttackEntry, DatasetInfo, RunResult, ScoreTable
 
 DEFAULT_ALPHA = 0.01
@@ -73,22 +73,16 @@ def infer(
     from mmia.cache import Cache
     from mmia.errors import InputError
     from mmia.infer.inputs import load_sets
-    from mmia.offline import resolve_model_dir
-    from mmia.targets import detect_kind, load_target
+    from mmia.targets import load_target
+    from mmia.targets.peft_adapter import resolve_target
 
     if not 0 < alpha < 1:
         raise InputError(f"alpha must be between 0 and 1 (got {alpha})")
     t0 = time.perf_counter()
     sus, val = load_sets(suspect, validation, skip_bad=skip_bad)
-    from mmia.targets.peft_adapter import adapter_or_none
-
-    peft = adapter_or_none(target, base)
-    kind = detect_kind(peft.base if peft else resolve_model_dir(target, "target model"))
+    peft, kind, reference, reference_from = resolve_target(target, reference, base, GENERATIVE)
     if reference is not None and kind not in GENERATIVE:
         raise InputError("--reference works with generative targets (causal LM, VLM, audio LM)")
-    reference_from = "--reference" if reference is not None else None
-    if peft is not None and reference is None and kind in GENERATIVE:
-        reference, reference_from = peft.base, "adapter base"
     tgt = load_target(target, kind=kind, device=device, dtype=dtype, base=peft.base if peft else None)
     ref = load_target(reference, device=tgt.device, dtype=dtype) if reference is not None else None
     with Cache(cache_dir) as cache:
@@ -189,8 +183,7 @@ def _result(sus, val, main, control, names, verdict, alpha, seed, shift_section,
         verdict=verdict,
         verdict_detail=_detail(main, control, alpha, verdict),
         skipped=[r.to_dict() for r in [*sus.skipped, *val.skipped]],
-        settings={**settings, "seed": seed, "train_fraction": main.n_train[0] / max(1, sum(
-            (main.n_train[0], main.n_test[0]))), "validation": str(val.path)},
+        settings={**settings, "seed": seed, "train_fraction": TRAIN_FRACTION, "validation": str(val.path)},
         sections=[shift_section] if shift_section is not None else [],
     )
     result.p_value = main.p_value

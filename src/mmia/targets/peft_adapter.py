@@ -150,5 +150,20 @@ def adapter_or_none(path: str | Path, base: str | Path | None = None) -> Adapter
     return None
 
 
+def resolve_target(target: str | Path, reference, base=None, generative_kinds=("causal-lm", "vlm", "audio-lm")):
+    """(adapter or None, target kind, reference dir, where the reference came from) before any
+    weights load: for a PEFT adapter with no reference given, its base is the reference of a
+    generative target (target minus base is what the fine-tune changed)."""
+    from mmia.offline import resolve_model_dir
+    from mmia.targets.loading import detect_kind
+
+    peft = adapter_or_none(target, base)
+    kind = detect_kind(peft.base if peft else resolve_model_dir(target, "target model"))
+    reference_from = "--reference" if reference is not None else None
+    if peft is not None and reference is None and kind in generative_kinds:
+        reference, reference_from = peft.base, "adapter base"
+    return peft, kind, reference, reference_from
+
+
 __all__ = ["ADAPTER_CONFIG", "AdapterSource", "adapter_or_none", "is_adapter_dir", "open_adapter",
-           "read_adapter_config"]
+           "read_adapter_config", "resolve_target"]

@@ -60,11 +60,15 @@ class SpeechSeq2SeqTarget(_Generative):
             ids = [self.start_id, *ids]
         return ids
 
+    def encoder_inputs(self, waves: list) -> dict:
+        """The feature extractor's encoder inputs for a list of clips, as one batch."""
+        enc = self.feature_extractor(list(waves), sampling_rate=self.sampling_rate, return_tensors="pt")
+        return {k: enc[k] for k in _ENCODER_KEYS if k in enc}
+
     def _features(self, waves: list) -> list[dict]:
         """Encoder inputs of each clip, one feature-extractor call for all; (1, ...) tensors per clip."""
-        enc = self.feature_extractor(list(waves), sampling_rate=self.sampling_rate, return_tensors="pt")
-        keys = [k for k in _ENCODER_KEYS if k in enc]
-        return [{k: enc[k][i : i + 1] for k in keys} for i in range(len(waves))]
+        enc = self.encoder_inputs(waves)
+        return [{k: v[i : i + 1] for k, v in enc.items()} for i in range(len(waves))]
 
     def encode_batch(self, samples, transform=None, media=None) -> list[Encoded]:
         """Decoder ids and slice codes of each sample, with its clip's encoder features in `extras`.
@@ -102,13 +106,6 @@ class SpeechSeq2SeqTarget(_Generative):
         for i, ids in zip(cut, tok([parts[i][3] for i in cut]), strict=True):
             e_ids[i] = ids
         return [self._finish(ids, pi, ei, {}, {}) for ids, pi, ei in zip(full, p_ids, e_ids, strict=True)]
-
-    def encoder_inputs(self, waves: list) -> dict:
-        """The feature extractor's encoder inputs for a list of clips, as one batch."""
-        import torch
-
-        feats = self._features(waves)
-        return {k: torch.cat([f[k] for f in feats], dim=0) for k in feats[0]} if feats else {}
 
     def collate(self, batch: list[Encoded]) -> dict:
         """Right-padded decoder inputs plus the encoder features (zero-padded where clip lengths differ)."""
