@@ -81,7 +81,8 @@ def test_demo_cli_quick(tmp_path, quick_cache):
         capture_output=True,
         text=True,
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    err = proc.stderr
+    assert proc.returncode == 0, err if len(err) < 6000 else err[:3000] + "\n...\n" + err[-3000:]
     assert "mmia demo" in proc.stdout and (tmp_path / "o" / "report.html").exists()
 
 
@@ -134,3 +135,47 @@ def test_jobs_start_with_the_costliest_build_then_the_cheapest(tmp_path):
     assert [r.testbed for r in results] == ["t50", "t1", "t5", "t20"]
     assert all(r.kind == "build" and r.error == "RuntimeError: cannot build" for r in results)
     assert logged == ["building 4 testbed(s): t50, t1, t5, t20"]
+
+
+def _worker_killing_step(tb, ctx):
+    """Kills its own process on the vlm testbed, as a native crash or the out-of-memory killer would."""
+    import os
+    import signal
+
+    if tb.name == "vlm":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _answer_length_step(tb, ctx)
+
+
+def _once_killing_step(tb, ctx):
+    """Kills its process the first time it runs on vlm only (a crash that does not come back)."""
+    import os
+    import signal
+
+    marker = ctx.out_dir / "killed-once"
+    if tb.name == "vlm" and not marker.exists():
+        marker.write_text("x")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _answer_length_step(tb, ctx)
+
+
+def test_a_dead_worker_costs_only_its_own_job(tmp_path, no_steps, quick_cache):
+    registry.register_demo_step("killer", order=10)(_worker_killing_step)
+    registry.register_demo_step("length", order=20)(_answer_length_step)
+    logged = []
+    outcome = run_demo(tmp_path / "out", quick=True, cache_dir=quick_cache, jobs=2, log=logged.append)
+    assert outcome.failures == ["vlm · killer: its worker process died (killed by SIGKILL)"]
+    names = {s.name for s in outcome.result.sections}
+    assert "vlm/matched · length" in names and "scenes/matched · length" in names
+    assert any("a worker process died (killed by SIGKILL)" in m and "step killer on vlm" in m for m in logged)
+
+
+def test_a_job_whose_worker_died_once_runs_again(tmp_path, no_steps, quick_cache):
+    registry.register_demo_step("flaky", order=10)(_once_killing_step)
+    outcome = run_demo(tmp_path / "out", quick=True, cache_dir=quick_cache, jobs=2, log=lambda m: None)
+    assert not outcome.failures
+    (tmp_path / "inline" / "work").mkdir(parents=True)
+    (tmp_path / "inline" / "work" / "killed-once").write_text("x")  # or it would kill this process
+    inline = run_demo(tmp_path / "inline", quick=True, cache_dir=quick_cache, jobs=1, log=lambda m: None)
+    assert [s.name for s in outcome.result.sections] == [s.name for s in inline.result.sections]
+    assert "vlm/matched · length" in {s.name for s in outcome.result.sections}

@@ -47,10 +47,13 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _init_worker() -> None:
+    import faulthandler
+
     import torch
 
     from mmia import progress
 
+    faulthandler.enable()  # a native crash prints the Python stack it happened in
     torch.set_num_threads(1)
     progress.set_quiet(True)
     progress.quiet_libraries()
@@ -139,35 +142,100 @@ class DemoJobs:
             yield self._finish(fn(*args), queue)
 
     def _pooled(self, builds: deque, queue: deque):
-        import multiprocessing
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        """Run the jobs `self.jobs` at a time; a worker that dies costs only the jobs it may have run.
 
-        ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
-        with ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx, initializer=_init_worker) as pool:
-            running: dict = {}
-            while builds or queue or running:
-                while (builds or queue) and len(running) < self.jobs:
+        When a worker process dies (a native crash, the kernel's out-of-memory killer), the pool
+        breaks and every job running on it fails. A fresh pool takes over, and those jobs run
+        again one at a time: a job that kills its worker a second time, alone, is the culprit and
+        fails with the worker's exit status; the others get their results.
+        """
+        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        pool = self._new_pool()
+        retry: deque = deque()  # jobs that were running when a worker died, to run alone
+        running: dict = {}  # future -> (job, ran alone)
+        try:
+            while builds or queue or retry or running:
+                while not running and retry:
+                    job = retry.popleft()
+                    running[pool.submit(*self._submission(job))] = (job, True)
+                while not retry and (builds or queue) and len(running) < self.jobs:
                     job = self._next(builds, queue)
-                    fn, args = self._call(job)
                     try:
-                        fut = pool.submit(fn, *args)
-                    except Exception as exc:  # the pool broke (a worker was killed, e.g. out of memory)
-                        yield _failed(job, exc)
-                        continue
-                    running[fut] = job
+                        fut = pool.submit(*self._submission(job))
+                    except BrokenProcessPool:  # it broke since the last wait; the job never ran
+                        (builds if job[0] == "build" else queue).appendleft(job)
+                        break
+                    running[fut] = (job, False)
                 if not running:
                     continue
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
+                died: list = []  # (job, ran alone) of the jobs that were on the broken pool
                 for fut in done:
-                    job = running.pop(fut)
+                    job, alone = running.pop(fut)
                     try:
                         res = fut.result()
-                    except Exception as exc:  # the worker died, or the job could not be sent to it
+                    except BrokenProcessPool:
+                        died.append((job, alone))
+                        continue
+                    except Exception as exc:  # the job or its result could not be sent
                         res = _failed(job, exc)
                     yield self._finish(res, queue)
+                if died:
+                    died += list(running.values())
+                    running.clear()
+                    workers = list((getattr(pool, "_processes", None) or {}).values())
+                    pool.shutdown(wait=True, cancel_futures=True)  # joins the workers: their exit codes are set
+                    status = _exit_status(workers)
+                    for job, alone in died:
+                        if alone:
+                            yield _failed(job, None, why=f"its worker process died ({status})")
+                        else:
+                            retry.append(job)
+                    if retry:
+                        self.log(f"a worker process died ({status}); running "
+                                 f"{', '.join(_job_name(j) for j in retry)} again, one at a time")
+                    pool = self._new_pool()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _new_pool(self):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
+        return ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx, initializer=_init_worker)
+
+    def _submission(self, job) -> tuple:
+        fn, args = self._call(job)
+        return (fn, *args)
 
 
-def _failed(job: tuple, exc: BaseException) -> JobResult:
+def _job_name(job: tuple) -> str:
+    return f"testbed {job[1].name}" if job[0] == "build" else f"step {job[1].name} on {job[2].name}"
+
+
+def _exit_status(workers: list) -> str:
+    """How a broken pool's dead worker ended, e.g. 'killed by SIGKILL' (the out-of-memory killer's signal)."""
+    import signal
+
+    codes = [p.exitcode for p in workers]
+    # The pool ends the surviving workers with SIGTERM: the other codes are the dead one's.
+    codes.sort(key=lambda c: c == -signal.SIGTERM)
+    for code in codes:
+        if code is not None and code < 0:
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        if code:
+            return f"exit status {code}"
+    return "exit status unknown"
+
+
+def _failed(job: tuple, exc: BaseException | None, why: str | None = None) -> JobResult:
     res = JobResult("build", job[1].name) if job[0] == "build" else JobResult("step", job[2].name, step=job[1].name)
-    res.error, res.detail = _first_line(exc), traceback.format_exc(limit=3)
+    res.error = why or _first_line(exc)
+    res.detail = traceback.format_exc(limit=3) if exc is not None else None
     return res
