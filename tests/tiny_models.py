@@ -27,21 +27,36 @@ def make_tokenizer(vocab_size: int = 300, extra_specials=(), add_eos: bool = Fal
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     specials = ["<pad>", "<s>", "</s>", *extra_specials]
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(CORPUS * 3, trainer)
     single = "<s> $A </s>" if add_eos else "<s> $A"
     sp = [("<s>", 1), ("</s>", 2)] if add_eos else [("<s>", 1)]
     tok.post_processor = processors.TemplateProcessing(single=single, special_tokens=sp)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   extra_special_tokens=extra or {})
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", extra_special_tokens=extra or {}
+    )
 
 
 def _llama(vocab: int, **kw):
     from transformers import LlamaConfig
 
-    base = dict(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                num_key_value_heads=2, pad_token_id=0, bos_token_id=1, eos_token_id=2, max_position_embeddings=256)
+    base = dict(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        max_position_embeddings=256,
+    )
     base.update(kw)
     return LlamaConfig(**base)
 
@@ -64,8 +79,16 @@ def save_gpt2(out: Path, seed: int = 1) -> Path:
 
     tok = make_tokenizer(vocab_size=280)
     torch.manual_seed(seed)
-    cfg = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=256, bos_token_id=1,
-                     eos_token_id=2, pad_token_id=0)
+    cfg = GPT2Config(
+        vocab_size=len(tok),
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_positions=256,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
     GPT2LMHeadModel(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return out
@@ -82,15 +105,27 @@ def save_llava(out: Path, seed: int = 0) -> Path:
     )
 
     tok = make_tokenizer(extra_specials=["<image>"], extra={"image_token": "<image>"})
-    vc = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                          image_size=32, patch_size=8)
-    cfg = LlavaConfig(vision_config=vc, text_config=_llama(len(tok)), image_token_index=tok.image_token_id,
-                      vision_feature_layer=-1, vision_feature_select_strategy="default")
+    vc = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8
+    )
+    cfg = LlavaConfig(
+        vision_config=vc,
+        text_config=_llama(len(tok)),
+        image_token_index=tok.image_token_id,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+    )
     torch.manual_seed(seed)
     LlavaForConditionalGeneration(cfg).save_pretrained(out)
     ip = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    LlavaProcessor(image_processor=ip, tokenizer=tok, patch_size=8, vision_feature_select_strategy="default",
-                   num_additional_image_tokens=1, image_token="<image>").save_pretrained(out)
+    LlavaProcessor(
+        image_processor=ip,
+        tokenizer=tok,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        image_token="<image>",
+    ).save_pretrained(out)
     return out
 
 
@@ -98,23 +133,52 @@ def save_qwen2vl(out: Path, seed: int = 0) -> Path:
     import torch
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
-    tok = make_tokenizer(extra_specials=QWEN_SPECIALS, extra={
-        "image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
-        "vision_bos_token": "<|vision_start|>", "vision_eos_token": "<|vision_end|>"})
+    tok = make_tokenizer(
+        extra_specials=QWEN_SPECIALS,
+        extra={
+            "image_token": "<|image_pad|>",
+            "video_token": "<|video_pad|>",
+            "vision_bos_token": "<|vision_start|>",
+            "vision_eos_token": "<|vision_end|>",
+        },
+    )
     ids = {s: tok.convert_tokens_to_ids(s) for s in QWEN_SPECIALS}
-    text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                num_key_value_heads=2, bos_token_id=1, eos_token_id=2, pad_token_id=0,
-                rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0})
-    cfg = Qwen2VLConfig(text_config=text, vision_config=dict(depth=1, embed_dim=32, hidden_size=32, num_heads=2,
-                                                             in_chans=3, patch_size=8, spatial_merge_size=2,
-                                                             temporal_patch_size=2),
-                        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-                        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-                        bos_token_id=1, eos_token_id=2)
+    text = dict(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
+    )
+    cfg = Qwen2VLConfig(
+        text_config=text,
+        vision_config=dict(
+            depth=1,
+            embed_dim=32,
+            hidden_size=32,
+            num_heads=2,
+            in_chans=3,
+            patch_size=8,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     torch.manual_seed(seed)
     Qwen2VLForConditionalGeneration(cfg).save_pretrained(out)
-    Qwen2VLImageProcessorPil(min_pixels=32 * 32, max_pixels=64 * 64, patch_size=8, merge_size=2,
-                             temporal_patch_size=2).save_pretrained(out)
+    Qwen2VLImageProcessorPil(
+        min_pixels=32 * 32, max_pixels=64 * 64, patch_size=8, merge_size=2, temporal_patch_size=2
+    ).save_pretrained(out)
     tok.save_pretrained(out)
     return out
 
@@ -128,19 +192,38 @@ def save_qwen2audio(out: Path, seed: int = 0) -> Path:
         WhisperFeatureExtractor,
     )
 
-    tok = make_tokenizer(extra_specials=AUDIO_SPECIALS, extra={
-        "audio_token": "<|AUDIO|>", "audio_bos_token": "<|audio_bos|>", "audio_eos_token": "<|audio_eos|>"})
+    tok = make_tokenizer(
+        extra_specials=AUDIO_SPECIALS,
+        extra={"audio_token": "<|AUDIO|>", "audio_bos_token": "<|audio_bos|>", "audio_eos_token": "<|audio_eos|>"},
+    )
     cfg = Qwen2AudioConfig(
-        audio_config=dict(d_model=32, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=64,
-                          num_mel_bins=128, max_source_positions=1500),
-        text_config=dict(model_type="qwen2", vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, bos_token_id=1,
-                         eos_token_id=2, pad_token_id=0),
-        audio_token_index=tok.convert_tokens_to_ids("<|AUDIO|>"))
+        audio_config=dict(
+            d_model=32,
+            encoder_layers=1,
+            encoder_attention_heads=2,
+            encoder_ffn_dim=64,
+            num_mel_bins=128,
+            max_source_positions=1500,
+        ),
+        text_config=dict(
+            model_type="qwen2",
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=0,
+        ),
+        audio_token_index=tok.convert_tokens_to_ids("<|AUDIO|>"),
+    )
     torch.manual_seed(seed)
     Qwen2AudioForConditionalGeneration(cfg).save_pretrained(out)
-    Qwen2AudioProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=128), tokenizer=tok,
-                        chat_template=None).save_pretrained(out)
+    Qwen2AudioProcessor(
+        feature_extractor=WhisperFeatureExtractor(feature_size=128), tokenizer=tok, chat_template=None
+    ).save_pretrained(out)
     return out
 
 
@@ -150,12 +233,27 @@ def save_clip(out: Path, seed: int = 0) -> Path:
 
     tok = make_tokenizer(add_eos=True)
     cfg = CLIPConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=64, bos_token_id=1, eos_token_id=2,
-                         pad_token_id=0),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=8),
-        projection_dim=16)
+        text_config=dict(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=64,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=0,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+        projection_dim=16,
+    )
     torch.manual_seed(seed)
     CLIPModel(cfg).save_pretrained(out)
     ip = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
@@ -169,11 +267,27 @@ def save_siglip(out: Path, seed: int = 0) -> Path:
 
     tok = make_tokenizer(add_eos=True)
     cfg = SiglipConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=16, pad_token_id=0, bos_token_id=1,
-                         eos_token_id=2, projection_size=32),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=8))
+        text_config=dict(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=16,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+            projection_size=32,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+    )
     torch.manual_seed(seed)
     SiglipModel(cfg).save_pretrained(out)
     ip = SiglipImageProcessorPil(size={"height": 32, "width": 32})
@@ -187,23 +301,260 @@ def save_clap(out: Path, seed: int = 0) -> Path:
 
     tok = make_tokenizer(add_eos=True)
     cfg = ClapConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=80, pad_token_id=0, bos_token_id=1,
-                         eos_token_id=2),
-        audio_config=dict(spec_size=64, window_size=4, num_mel_bins=16, patch_size=4, patch_stride=(4, 4),
-                          hidden_size=32, depths=[1, 1], num_attention_heads=[2, 2], patch_embeds_hidden_size=16,
-                          enable_fusion=False),
-        projection_dim=16)
+        text_config=dict(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=80,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+        ),
+        audio_config=dict(
+            spec_size=64,
+            window_size=4,
+            num_mel_bins=16,
+            patch_size=4,
+            patch_stride=(4, 4),
+            hidden_size=32,
+            depths=[1, 1],
+            num_attention_heads=[2, 2],
+            patch_embeds_hidden_size=16,
+            enable_fusion=False,
+        ),
+        projection_dim=16,
+    )
     torch.manual_seed(seed)
     ClapModel(cfg).save_pretrained(out)
-    fe = ClapFeatureExtractor(feature_size=16, sampling_rate=48000, max_length_s=1, truncation="rand_trunc",
-                              fft_window_size=1024, hop_length=480)
+    fe = ClapFeatureExtractor(
+        feature_size=16,
+        sampling_rate=48000,
+        max_length_s=1,
+        truncation="rand_trunc",
+        fft_window_size=1024,
+        hop_length=480,
+    )
     ClapProcessor(feature_extractor=fe, tokenizer=tok).save_pretrained(out)
     return out
 
 
-def write_media_dataset(root: Path, n: int = 6, image: bool = True, audio: bool = False, prompt: bool = True,
-                        seed: int = 0) -> Path:
+# Vision-language types beyond LLaVA and Qwen2-VL (tests/test_vlm_types.py).
+def save_llava_next(out: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import (
+        CLIPVisionConfig,
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessorPil,
+        LlavaNextProcessor,
+    )
+
+    tok = make_tokenizer(extra_specials=["<image>"], extra={"image_token": "<image>"})
+    vc = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8
+    )
+    pin = [[32, 32], [32, 64], [64, 32]]
+    cfg = LlavaNextConfig(
+        vision_config=vc,
+        text_config=_llama(len(tok)),
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+        image_grid_pinpoints=pin,
+    )
+    torch.manual_seed(seed)
+    LlavaNextForConditionalGeneration(cfg).save_pretrained(out)
+    ip = LlavaNextImageProcessorPil(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, image_grid_pinpoints=pin
+    )
+    LlavaNextProcessor(
+        image_processor=ip,
+        tokenizer=tok,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        image_token="<image>",
+    ).save_pretrained(out)
+    return out
+
+
+def save_qwen2_5_vl(out: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
+
+    tok = make_tokenizer(
+        extra_specials=QWEN_SPECIALS,
+        extra={
+            "image_token": "<|image_pad|>",
+            "video_token": "<|video_pad|>",
+            "vision_bos_token": "<|vision_start|>",
+            "vision_eos_token": "<|vision_end|>",
+        },
+    )
+    ids = {s: tok.convert_tokens_to_ids(s) for s in QWEN_SPECIALS}
+    text = dict(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
+    )
+    vision = dict(
+        depth=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_heads=2,
+        in_channels=3,
+        patch_size=8,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        window_size=32,
+        out_hidden_size=32,
+        fullatt_block_indexes=[1],
+    )
+    cfg = Qwen2_5_VLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    torch.manual_seed(seed)
+    Qwen2_5_VLForConditionalGeneration(cfg).save_pretrained(out)
+    Qwen2VLImageProcessorPil(
+        min_pixels=32 * 32, max_pixels=64 * 64, patch_size=8, merge_size=2, temporal_patch_size=2
+    ).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def _gemma_text(vocab, **kw):
+    base = dict(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        max_position_embeddings=512,
+    )
+    base.update(kw)
+    return base
+
+
+def _siglip_vision(**kw):
+    from transformers import SiglipVisionConfig
+
+    base = dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8
+    )
+    base.update(kw)
+    return SiglipVisionConfig(**base)
+
+
+def save_idefics3(out: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessorPil,
+        Idefics3Processor,
+        Idefics3VisionConfig,
+    )
+
+    tok = make_tokenizer(extra_specials=["<fake_token_around_image>", "<image>", "<global-img>", "<end_of_utterance>"])
+    ip = Idefics3ImageProcessorPil(
+        do_image_splitting=False, size={"longest_edge": 32}, max_image_size={"longest_edge": 32}
+    )
+    # image_seq_len = (image_size / patch_size)^2 / scale_factor^2 = 16 / 4
+    proc = Idefics3Processor(image_processor=ip, tokenizer=tok, image_seq_len=4)
+    vc = Idefics3VisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8
+    )
+    cfg = Idefics3Config(
+        vision_config=vc,
+        text_config=_llama(len(tok)),
+        scale_factor=2,
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+    )
+    torch.manual_seed(seed)
+    Idefics3ForConditionalGeneration(cfg).save_pretrained(out)
+    proc.save_pretrained(out)
+    return out
+
+
+def save_paligemma(out: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import (
+        GemmaConfig,
+        PaliGemmaConfig,
+        PaliGemmaForConditionalGeneration,
+        PaliGemmaProcessor,
+        SiglipImageProcessorPil,
+    )
+
+    tok = make_tokenizer(extra_specials=["<image>"], extra={"image_token": "<image>"})
+    ip = SiglipImageProcessorPil(size={"height": 32, "width": 32})
+    ip.image_seq_length = 16
+    proc = PaliGemmaProcessor(image_processor=ip, tokenizer=tok)
+    cfg = PaliGemmaConfig(
+        vision_config=_siglip_vision(),
+        text_config=GemmaConfig(**_gemma_text(len(tok))),
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        projection_dim=32,
+    )
+    torch.manual_seed(seed)
+    PaliGemmaForConditionalGeneration(cfg).save_pretrained(out)
+    proc.save_pretrained(out)
+    return out
+
+
+def save_gemma3(out: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3ImageProcessorPil,
+        Gemma3Processor,
+        Gemma3TextConfig,
+    )
+
+    sp = {"boi_token": "<start_of_image>", "image_token": "<image_soft_token>", "eoi_token": "<end_of_image>"}
+    tok = make_tokenizer(extra_specials=list(sp.values()), extra=sp)
+    ip = Gemma3ImageProcessorPil(size={"height": 32, "width": 32})
+    proc = Gemma3Processor(image_processor=ip, tokenizer=tok, image_seq_length=4)
+    ids = {k: tok.convert_tokens_to_ids(v) for k, v in sp.items()}
+    cfg = Gemma3Config(
+        text_config=Gemma3TextConfig(**_gemma_text(len(tok), sliding_window=64)),
+        vision_config=_siglip_vision(),
+        mm_tokens_per_image=4,
+        boi_token_index=ids["boi_token"],
+        eoi_token_index=ids["eoi_token"],
+        image_token_index=ids["image_token"],
+    )
+    torch.manual_seed(seed)
+    Gemma3ForConditionalGeneration(cfg).save_pretrained(out)
+    proc.save_pretrained(out)
+    return out
+
+
+def write_media_dataset(
+    root: Path, n: int = 6, image: bool = True, audio: bool = False, prompt: bool = True, seed: int = 0
+) -> Path:
     """A small labelled JSONL set with PNG images and/or WAV clips beside it."""
     import json
 
@@ -261,9 +612,17 @@ def fit_causal_lm(model, tokenizer, texts, steps: int, lr: float):
     return model.eval()
 
 
-def save_lora_adapter(base_dir: Path, out: Path, *, seed: int = 0, r: int = 4,
-                      target_modules=("q_proj", "v_proj"), train_texts=None, steps: int = 20,
-                      lr: float = 1e-2) -> Path:
+def save_lora_adapter(
+    base_dir: Path,
+    out: Path,
+    *,
+    seed: int = 0,
+    r: int = 4,
+    target_modules=("q_proj", "v_proj"),
+    train_texts=None,
+    steps: int = 20,
+    lr: float = 1e-2,
+) -> Path:
     """A LoRA adapter of the model saved in `base_dir`, written like a user's fine-tune (adapter
     files only, safetensors). Untrained, its A and B are random (the usual zero B would hide a
     merge that does nothing); with `train_texts`, a seeded fine-tune on them (causal LMs)."""
@@ -276,8 +635,13 @@ def save_lora_adapter(base_dir: Path, out: Path, *, seed: int = 0, r: int = 4,
     arch = json.loads((Path(base_dir) / "config.json").read_text())["architectures"][0]
     torch.manual_seed(seed)
     model = getattr(transformers, arch).from_pretrained(base_dir)
-    cfg = LoraConfig(r=r, lora_alpha=2 * r, target_modules=list(target_modules), lora_dropout=0.0,
-                     init_lora_weights=train_texts is not None)
+    cfg = LoraConfig(
+        r=r,
+        lora_alpha=2 * r,
+        target_modules=list(target_modules),
+        lora_dropout=0.0,
+        init_lora_weights=train_texts is not None,
+    )
     model = get_peft_model(model, cfg)
     if train_texts is not None:
         fit_causal_lm(model, transformers.AutoTokenizer.from_pretrained(base_dir), train_texts, steps, lr)

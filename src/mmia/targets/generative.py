@@ -202,10 +202,28 @@ class _Generative:
                                      "<|system|>", "<|im_end|>")
 
     def _media_token_text(self) -> str | None:
-        """The token text that stands for one media item in this model's prompts (None: no media)."""
+        """The token text that stands for one media item in this model's prompts (None: no media):
+        the processor's own placeholder where it names one (Gemma 3's <start_of_image>, which it
+        expands to the image's soft tokens), else the model's media token."""
         if self.media_token_id is None:
             return None
+        written = getattr(getattr(self, "processor", None), "image_token", None)
+        if isinstance(written, str) and written in self.tokenizer.get_vocab():
+            return written
         return self.tokenizer.convert_ids_to_tokens(self.media_token_id)
+
+    def _placeholder_id(self) -> int | None:
+        token = self._media_token_text()
+        return None if token is None else self.tokenizer.convert_tokens_to_ids(token)
+
+    def _wraps_media(self, text: str, ids: np.ndarray, expanded) -> bool:
+        """Whether the processor makes more of a media placeholder than copies of the media token
+        (decided on the first row with media, by comparing with the tokenizer's own ids)."""
+        memo = self.__dict__
+        if "_wraps" not in memo:
+            plain = np.asarray(self.tokenizer(text).input_ids, dtype=np.int64)
+            memo["_wraps"] = not np.array_equal(expanded(plain), ids)
+        return memo["_wraps"]
 
     def _as_written(self, prompt: str) -> bool:
         """Whether the user laid this prompt out already: it holds the model's media placeholder,
@@ -266,12 +284,19 @@ class _Generative:
                 "per item where the model expects it, or leave placeholders and turn markers out for mmia to add"
             )
 
-    def _finish(self, ids, p_ids, e_ids, extras, token_extras) -> Encoded:
-        """Slice codes from the full ids, the prompt's own ids and the ids up to the answer's end."""
+    def _finish(self, ids, p_ids, e_ids, extras, token_extras, text: str | None = None) -> Encoded:
+        """Slice codes from the full ids, the prompt's own ids and the ids up to the answer's end.
+
+        `text` is the full text the processor was given: where the processor wraps each media
+        placeholder in more than copies of it (Idefics3's <fake_token_around_image><global-img>,
+        Gemma 3's begin/end-of-image tokens), the parts are located from the end instead, by the
+        tokens after them, which the processor leaves as the tokenizer makes them.
+        """
         ids = np.asarray(ids, dtype=np.int64)
         codes = np.full(len(ids), ANSWER, dtype=np.int8)
         is_media = ids == self.media_token_id if self.media_token_id is not None else np.zeros(len(ids), bool)
         n_media_full = int(is_media.sum())
+        placeholder_id = self._placeholder_id()
 
         def expanded(part_ids):
             # A part tokenised alone, each media placeholder repeated as often as the processor did.
@@ -283,10 +308,24 @@ class _Generative:
                     part_ids = np.repeat(part_ids, reps)
             return part_ids
 
-        boundary = _common_prefix(expanded(p_ids), ids)
+        locate = lambda part: _common_prefix(expanded(part), ids)  # noqa: E731
+        if text is not None and n_media_full and self._wraps_media(text, ids, expanded):
+            plain = np.asarray(self.tokenizer(text).input_ids, dtype=np.int64)
+
+            def locate(part):  # noqa: F811  (the same boundary, counted from the end)
+                part = np.asarray(part, dtype=np.int64)
+                k = _common_prefix(part, plain)
+                if placeholder_id is not None and placeholder_id in plain[k:]:
+                    return _common_prefix(expanded(part), ids)  # a placeholder after the part
+                tail = len(plain) - k
+                if tail > len(ids) or not np.array_equal(ids[len(ids) - tail:], plain[k:]):
+                    return _common_prefix(expanded(part), ids)
+                return len(ids) - tail
+
+        boundary = locate(p_ids)
         codes[:boundary] = PROMPT
         if e_ids is not None:
-            codes[_common_prefix(expanded(e_ids), ids) :] = OTHER
+            codes[locate(e_ids) :] = OTHER
         codes[self._is_special(ids)] = OTHER
         codes[is_media] = self.media_code
         if self.max_positions is not None and len(ids) > self.max_positions:
@@ -332,8 +371,8 @@ class _Generative:
             what = "processor" if getattr(self, "processor", None) is not None else "tokenizer"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InputError(f"the model's {what} refused the row: {first}") from None
-        return [self._finish(ids, pi, ei, ex, tex)
-                for (ids, ex, tex), pi, ei in zip(toks, p_ids, e_ids, strict=True)]
+        return [self._finish(ids, pi, ei, ex, tex, text=p[1])
+                for (ids, ex, tex), pi, ei, p in zip(toks, p_ids, e_ids, parts, strict=True)]
 
     def encode_text_batch(self, samples, media, tokens_per_item: int, transform=None) -> list[Encoded]:
         """`encode_batch` without the processor: the layout's media placeholders are expanded to
@@ -537,7 +576,7 @@ class VisionLanguageTarget(_Generative):
             end = tokenizer.convert_ids_to_tokens(cfg.vision_end_token_id)
             self.placeholder = f"{start}{self.image_token}{end}"
         else:
-            self.placeholder = self.image_token
+            self.placeholder = self._media_token_text() or self.image_token
         # The fast path (`_fast_batch`): image shape (H, W, 3) -> image tokens per image, for the
         # shapes on which it reproduced the processor's own output; off for good after a mismatch.
         ip = getattr(processor, "image_processor", None) if processor is not None else None
@@ -646,16 +685,14 @@ class VisionLanguageTarget(_Generative):
             return super()._tokenize_batch(texts, medias)
         kw = {"images": [_pil(m) for m in medias]} if with_media[0] else {}
         enc = self.processor(text=list(texts), return_tensors="pt", padding=True, **kw)
-        per_row = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+        per_row = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask", *_PER_TOKEN)}
         if any(getattr(v, "shape", (None,))[0] != len(texts) for v in per_row.values()):
             return super()._tokenize_batch(texts, medias)
         out = []
         for i in range(len(texts)):
             keep = enc["attention_mask"][i].bool()
             ids = enc["input_ids"][i][keep].tolist()
-            token_extras = {}
-            if "mm_token_type_ids" in enc:
-                token_extras["mm_token_type_ids"] = enc["mm_token_type_ids"][i][keep].numpy()
+            token_extras = {k: enc[k][i][keep].numpy() for k in _PER_TOKEN if k in enc}
             out.append((ids, {k: v[i : i + 1] for k, v in per_row.items()}, token_extras))
         return out
 
@@ -665,10 +702,8 @@ class VisionLanguageTarget(_Generative):
             kw = {"images": [_pil(m) for m in images]} if media is not None else {}
             enc = self.processor(text=[text], return_tensors="pt", **kw)
             ids = enc["input_ids"][0].tolist()
-            extras = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
-            token_extras = {}
-            if "mm_token_type_ids" in enc:
-                token_extras["mm_token_type_ids"] = enc["mm_token_type_ids"][0].numpy()
+            extras = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask", *_PER_TOKEN)}
+            token_extras = {k: enc[k][0].numpy() for k in _PER_TOKEN if k in enc}
             return ids, extras, token_extras
         extras = {}
         if media is not None:
@@ -681,6 +716,11 @@ class VisionLanguageTarget(_Generative):
         ids = self.tokenizer(text).input_ids
         mm = (np.asarray(ids) == self.media_token_id).astype(np.int64)
         return list(ids), extras, {"mm_token_type_ids": mm}
+
+
+# Processor outputs with one value per token (padded with the ids, sliced with them); Gemma 3's
+# token_type_ids mark its image tokens, which attend to each other both ways.
+_PER_TOKEN = ("mm_token_type_ids", "token_type_ids")
 
 
 def _pil(image):
