@@ -84,3 +84,15 @@ def test_cli_attack_scores_every_row(tiny_dir, tmp_path, kind):  # noqa: F811
     scores = pd.read_parquet(tmp_path / "o" / "scores.parquet")
     loss_cols = [c for c in scores.columns if c.startswith("loss")]
     assert loss_cols and np.isfinite(scores[loss_cols].to_numpy(dtype=float)).all()
+
+
+def test_paligemma_is_refused_in_one_line(tiny_dir, tmp_path):  # noqa: F811
+    from mmia.errors import ModelNotFoundError
+
+    with pytest.raises(ModelNotFoundError, match="'paligemma' is not supported: PaliGemma is a prefix-LM"):
+        load_target(tiny_dir("paligemma"), device="cpu")
+    data = write_media_dataset(tmp_path / "d", n=2)
+    res = CliRunner().invoke(app, ["-q", "attack", str(data), "--target", str(tiny_dir("paligemma")), "--out",
+                                   str(tmp_path / "o"), "--cache", str(tmp_path / "c")])
+    # main() turns this error into one line on stderr and its exit status
+    assert isinstance(res.exception, ModelNotFoundError) and res.exception.exit_code == 2
