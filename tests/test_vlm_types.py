@@ -96,3 +96,32 @@ def test_paligemma_is_refused_in_one_line(tiny_dir, tmp_path):  # noqa: F811
                                    str(tmp_path / "o"), "--cache", str(tmp_path / "c")])
     # main() turns this error into one line on stderr and its exit status
     assert isinstance(res.exception, ModelNotFoundError) and res.exception.exit_code == 2
+
+
+@pytest.mark.parametrize("kind", TYPES)
+def test_cli_fimmia_train_and_score(tiny_dir, tmp_path, kind):  # noqa: F811
+    from mmia.fimmia.scoring_target import TargetScorer
+    from mmia.perturb.neighbours import decode_media
+
+    data = write_media_dataset(tmp_path / "d", n=8)
+    target, runner = tiny_dir(kind), CliRunner()
+    res = runner.invoke(app, ["-q", "fimmia", "train", str(data), "--target", str(target), "--out",
+                              str(tmp_path / "atk"), "--k", "2", "--field", "answer+media", "--holdout", "0.5",
+                              "--text-embedder", "none", "--cache-dir", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    import pandas as pd
+
+    held_ids = set(pd.read_parquet(tmp_path / "atk" / "holdout" / "scores.parquet")["id"])
+    rows = [json.loads(x) for x in data.read_text().splitlines()]
+    held = tmp_path / "held.jsonl"
+    held.write_text("".join(json.dumps({**r, "image": str(data.parent / r["image"])}) + "\n"
+                            for r in rows if r["id"] in held_ids))
+    res = runner.invoke(app, ["-q", "fimmia", "score", str(held), "--target", str(target), "--attack-model",
+                              str(tmp_path / "atk"), "--out", str(tmp_path / "s"), "--cache-dir", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert out["attacks"][0]["name"] == "fimmia" and held_ids
+    ds = load_dataset(data)
+    scorer = TargetScorer(target, batch_size=4)
+    a, b = (scorer.media_embedding_of(decode_media(s, "image"), "image") for s in ds.samples[:2])
+    assert a.ndim == 1 and a.shape == b.shape and not np.allclose(a, b)

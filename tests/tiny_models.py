@@ -547,7 +547,12 @@ def save_gemma3(out: Path, seed: int = 0) -> Path:
         image_token_index=ids["image_token"],
     )
     torch.manual_seed(seed)
-    Gemma3ForConditionalGeneration(cfg).save_pretrained(out)
+    model = Gemma3ForConditionalGeneration(cfg)
+    with torch.no_grad():  # transformers initialises the image projection to zeros: every image would read alike
+        for name, param in model.named_parameters():
+            if "mm_input_projection" in name:
+                param.normal_(0, 0.2)
+    model.save_pretrained(out)
     proc.save_pretrained(out)
     return out
 

@@ -684,7 +684,10 @@ class VisionLanguageTarget(_Generative):
         if self.processor is None or len(texts) < 2 or len(set(with_media)) > 1 or clips:
             return super()._tokenize_batch(texts, medias)
         kw = {"images": [_pil(m) for m in medias]} if with_media[0] else {}
-        enc = self.processor(text=list(texts), return_tensors="pt", padding=True, **kw)
+        try:
+            enc = self.processor(text=list(texts), return_tensors="pt", padding=True, **kw)
+        except (ValueError, TypeError):  # e.g. Gemma 3's wants the images nested per text: one call per row
+            return super()._tokenize_batch(texts, medias)
         per_row = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask", *_PER_TOKEN)}
         if any(getattr(v, "shape", (None,))[0] != len(texts) for v in per_row.values()):
             return super()._tokenize_batch(texts, medias)
