@@ -1,7 +1,8 @@
 """Calibration and power of `mmia infer` (dataset inference) on the testbeds.
 
 Per testbed, every score-attack column is computed once for every row of its matched split
-(the score attacks' engine and cache; the base model as reference where the testbed has one).
+(the score attacks' engine and cache; the base model as reference where the testbed has one);
+for `NAME/names`, UMID's signals of every name of a contrastive testbed's `queries` split.
 Then, on those features:
 - calibration: R null splits, each drawing two disjoint sets of non-members (a pseudo-suspect
   set and a validation set, n each) and a fresh split seed; the rates of p < 0.05 and p < 0.01
@@ -10,7 +11,8 @@ Then, on those features:
   n members against n non-members; the median p and the share of seeds at p < 0.01, and the
   smallest size found at p < 0.01 in >= 90% of seeds.
 
-    .venv/bin/python benchmarks/infer_calibration.py [--testbeds vlm,audio,clip-identities,clap-voices]
+    .venv/bin/python benchmarks/infer_calibration.py [--testbeds vlm,audio,clip-identities,clap-voices,
+        clip-identities/names,clap-voices/names]
         [--null 400] [--seeds 50] [--out .mmia-bench/infer]
 
 Testbeds are built (or reused from the mmia cache) with `build_testbed`. Prints markdown
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmia.infer.demo_step import SPLITS  # the labelled split of each testbed the demo step uses
+from mmia.infer.demo_step import NAMES_SPLIT, SPLITS  # the labelled splits the demo step uses
 from mmia.infer.run import SIZES
 
 
@@ -54,6 +56,26 @@ def _features(testbed) -> tuple[list[str], np.ndarray, np.ndarray]:
         labels = labels[keep]
     names = [c for c, v in scored.columns.items() if np.isfinite(v).any()]
     return names, np.column_stack([scored.columns[c] for c in names]), labels
+
+
+def _name_features(testbed) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(feature names, rows, labels) of a contrastive testbed's names (its `queries` split): UMID's
+    oriented signals at the demo's UMID settings, through infer's own code path and cache."""
+    from mmia.cache import Cache
+    from mmia.data import load_dataset
+    from mmia.infer.inputs import unlabelled
+    from mmia.infer.names import inversion_target, umid_columns
+    from mmia.targets import load_target
+    from mmia.umid.audit import UmidConfig
+    from mmia.umid.methods import demo_settings
+
+    ds = load_dataset(testbed.splits[NAMES_SPLIT])
+    config = UmidConfig(seed=0, **demo_settings(testbed.name, quick=False))
+    target = inversion_target(load_target(testbed.targets["target"]))
+    with Cache() as cache:
+        columns, _ = umid_columns(unlabelled(ds), target, config, cache=cache, side="all")
+    names = list(columns)
+    return names, np.column_stack([columns[c] for c in names]), ds.labels()
 
 
 def _rate_ci(k: int, n: int) -> tuple[float, float]:
@@ -105,7 +127,8 @@ def power(names, x, y, n_seeds: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--testbeds", default="vlm,audio,clip-identities,clap-voices")
+    ap.add_argument("--testbeds", default="vlm,audio,clip-identities,clap-voices,clip-identities/names,"
+                    "clap-voices/names", help="testbeds; NAME/names: a contrastive testbed's names (UMID's signals)")
     ap.add_argument("--null", type=int, default=400, help="null splits per testbed (>= 200)")
     ap.add_argument("--null-size", type=int, default=100, help="rows per side of a null split")
     ap.add_argument("--seeds", type=int, default=50, help="seeds per suspect size")
@@ -119,9 +142,12 @@ def main() -> None:
 
     torch.set_num_threads(2)
     results, curves = {}, {}
-    for name in [t.strip() for t in args.testbeds.split(",") if t.strip()]:
+    for entry in [t.strip() for t in args.testbeds.split(",") if t.strip()]:
+        # NAME/names: the contrastive testbed's names alone, featured by UMID's signals
+        name, _, part = entry.partition("/")
         tb = build_testbed(name, seed=0)
-        names, x, y = _features(tb)
+        names, x, y = _name_features(tb) if part == "names" else _features(tb)
+        name = entry
         cal = calibration(names, x, y, args.null, args.null_size)
         pw = power(names, x, y, args.seeds)
         results[name] = {"features": len(names), "members": int((y == 1).sum()), "nonmembers": int((y == 0).sum()),

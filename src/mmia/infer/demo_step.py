@@ -3,7 +3,9 @@ answers are known, each answered by `mmia infer`:
 - its members as the suspect set against its non-members: expected "trained on";
 - one half of its non-members against the other (the null): expected "no evidence";
 - where the testbed has a shifted split, its members against the shifted non-members:
-  expected "the sets differ without the model" (the gate, whatever the p-value)."""
+  expected "the sets differ without the model" (the gate, whatever the p-value).
+The contrastive testbeds ask the first two twice: on their media rows (CSA/AEA features) and on
+their names alone (the `queries` split; UMID's signals, at the demo's UMID settings)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,22 @@ from mmia.attacks.registry import register_demo_step
 # The labelled split of media rows per kind of testbed: the contrastive testbeds' own photos or
 # recordings (CSA/AEA features), the matched split of the generative ones.
 SPLITS = ("matched", "photos", "recordings")
+NAMES_SPLIT = "queries"  # the contrastive testbeds' names with member labels (text-only rows)
+
+
+def _questions(ds, seed: int, shifted=None) -> list:
+    import numpy as np
+
+    members = [s for s in ds if s.label == 1]
+    nonmembers = [s for s in ds if s.label == 0]
+    half = len(nonmembers) // 2
+    order = np.random.default_rng(seed).permutation(len(nonmembers))
+    questions = [("members vs non-members", members, nonmembers, "trained on"),
+                 ("non-members vs non-members (null)", [nonmembers[i] for i in order[:half]],
+                  [nonmembers[i] for i in order[half:]], "no evidence")]
+    if shifted is not None:
+        questions.append(("members vs shifted non-members", members, shifted, "the sets differ without the model"))
+    return questions
 
 
 @register_demo_step("infer", order=25)
@@ -19,55 +37,57 @@ def infer_demo_step(testbed, ctx) -> list:
     split = next((s for s in SPLITS if s in testbed.splits), None)
     if split is None or "target" not in testbed.targets:
         return []
-    import numpy as np
-
     from mmia.cache import Cache
     from mmia.data import load_dataset
     from mmia.infer.inputs import MIN_ROWS, check_sets, unlabelled
+    from mmia.infer.names import CONTRASTIVE
     from mmia.infer.run import infer_sets
     from mmia.results import Section
     from mmia.targets import load_target
 
-    ds = load_dataset(testbed.splits[split])
-    if not ds.has_labels:
-        return []
-    members = [s for s in ds if s.label == 1]
-    nonmembers = [s for s in ds if s.label == 0]
-    half = len(nonmembers) // 2
-    order = np.random.default_rng(ctx.seed).permutation(len(nonmembers))
-    questions = [("members vs non-members", members, nonmembers, "trained on"),
-                 ("non-members vs non-members (null)", [nonmembers[i] for i in order[:half]],
-                  [nonmembers[i] for i in order[half:]], "no evidence")]
-    if "shifted" in testbed.splits:
-        shifted = [s for s in load_dataset(testbed.splits["shifted"]) if s.label == 0]
-        questions.append(("members vs shifted non-members", members, shifted, "the sets differ without the model"))
     target = load_target(testbed.targets["target"])
     generative = target.kind in ("causal-lm", "vlm", "audio-lm")
     reference = load_target(testbed.targets["base"]) if generative and "base" in testbed.targets else None
+    umid = None
+    splits = [split]
+    if target.kind in CONTRASTIVE and NAMES_SPLIT in testbed.splits:
+        from mmia.umid.audit import UmidConfig
+        from mmia.umid.methods import demo_settings
+
+        splits.append(NAMES_SPLIT)
+        umid = UmidConfig(seed=ctx.seed, **demo_settings(testbed.name, ctx.quick))  # the umid step's inversions
     out = []
     with Cache(ctx.cache_dir) as cache:
-        for title, sus, val, expected in questions:
-            if min(len(sus), len(val)) < MIN_ROWS:
+        for sp in splits:
+            ds = load_dataset(testbed.splits[sp])
+            if not ds.has_labels:
                 continue
-            sus_ds, val_ds = unlabelled(ds, sus), unlabelled(ds, val)
-            check_sets(sus_ds, val_ds)
-            methods = None
-            if ctx.quick:  # miniature runs (tests) leave out the sentence embedder, as the shift step does
-                from mmia.infer.inputs import labelled_union
-                from mmia.shift.inputs import ShiftInputs
-                from mmia.shift.methods import default_methods
+            shifted = None
+            if sp == split and "shifted" in testbed.splits:
+                shifted = [s for s in load_dataset(testbed.splits["shifted"]) if s.label == 0]
+            for title, sus, val, expected in _questions(ds, ctx.seed, shifted):
+                if min(len(sus), len(val)) < MIN_ROWS:
+                    continue
+                sus_ds, val_ds = unlabelled(ds, sus), unlabelled(ds, val)
+                check_sets(sus_ds, val_ds)
+                methods = None
+                if ctx.quick:  # miniature runs (tests) leave out the sentence embedder, as the shift step does
+                    from mmia.infer.inputs import labelled_union
+                    from mmia.shift.inputs import ShiftInputs
+                    from mmia.shift.methods import default_methods
 
-                methods = [m for m in default_methods(ShiftInputs(labelled_union(sus_ds, val_ds)))
-                           if m != "blind:sentence_embedding"]
-            name = f"{testbed.name}/{split}: dataset inference, {title}"
-            result, _, _ = infer_sets(sus_ds, val_ds, target, reference=reference, seed=ctx.seed, cache=cache,
-                                      name=name, shift_methods=methods, shift_folds=3 if ctx.quick else 5)
-            section = Section(**result.model_dump(exclude={"sections", "mmia_version", "created"}))
-            section.command = "infer"
-            section.target = str(testbed.targets["target"])
-            section.reference = str(testbed.targets["base"]) if reference is not None else None
-            section.expected_verdict = expected
-            section.notes = (f"expected verdict: {expected}; blind check on the same two sets: "
-                             f"{result.shift_verdict}")
-            out.append((section, None))
+                    methods = [m for m in default_methods(ShiftInputs(labelled_union(sus_ds, val_ds)))
+                               if m != "blind:sentence_embedding"]
+                name = f"{testbed.name}/{sp}: dataset inference, {title}"
+                result, _, _ = infer_sets(sus_ds, val_ds, target, reference=reference, seed=ctx.seed, cache=cache,
+                                          name=name, shift_methods=methods, shift_folds=3 if ctx.quick else 5,
+                                          umid=umid)
+                section = Section(**result.model_dump(exclude={"sections", "mmia_version", "created"}))
+                section.command = "infer"
+                section.target = str(testbed.targets["target"])
+                section.reference = str(testbed.targets["base"]) if reference is not None else None
+                section.expected_verdict = expected
+                section.notes = (f"expected verdict: {expected}; blind check on the same two sets: "
+                                 f"{result.shift_verdict}")
+                out.append((section, None))
     return out

@@ -3,7 +3,8 @@ shift check.
 
 1. Both sets are scored by every score attack that applies to the target (all views and
    slices; the reference ratio when a reference is given), with the score attacks' engine and
-   cache: the membership features.
+   cache: the membership features. Names (text-only rows) on a CLIP/CLAP target, which no
+   score attack applies to, are featured by UMID's per-query signals (`mmia.infer.names`).
 2. The blind shift check runs on suspect against validation: when the two sets can be told
    apart without the model, a small p-value would say nothing about training, and the verdict
    is "the sets differ without the model" whatever the p-value.
@@ -63,12 +64,16 @@ def infer(
     cache_dir=None,
     skip_bad: bool = False,
     base=None,
+    umid=None,
 ) -> RunResult:
     """Dataset inference of `suspect` (a path or Dataset; labels not needed) against
     `validation` (data the model cannot have seen) on the target model directory. With
     `out_dir`, writes results.json, scores.parquet (both sets' features and held-out scores) and
     report.html. A PEFT adapter target is merged into its base (`base`, default the one its config
-    names), which is then the reference unless `reference` is given, as in `mmia attack`."""
+    names), which is then the reference unless `reference` is given, as in `mmia attack`. Names
+    (text-only rows) on a CLIP/CLAP target are featured by UMID's per-query signals
+    (`mmia.infer.names`) at `umid` (a `mmia.umid.audit.UmidConfig`; default: `mmia umid`'s
+    defaults, whose inversion cache it shares)."""
     from mmia.attacks.runner import GENERATIVE
     from mmia.cache import Cache
     from mmia.errors import InputError
@@ -88,7 +93,7 @@ def infer(
     with Cache(cache_dir) as cache:
         result, scored, main = infer_sets(sus, val, tgt, reference=ref, alpha=alpha, seed=seed, attacks=attacks,
                                           shift_check=shift_check, batch_size=batch_size, cache=cache,
-                                          skip_bad=skip_bad)
+                                          skip_bad=skip_bad, umid=umid)
     result.target = str(target)
     result.reference = str(reference) if reference is not None else None
     result.settings["seconds_total"] = round(time.perf_counter() - t0, 3)
@@ -100,20 +105,45 @@ def infer(
 
 def infer_sets(sus, val, target, *, reference=None, alpha: float = DEFAULT_ALPHA, seed: int = 0,
                attacks: list[str] | None = None, shift_check: bool = True, batch_size: int = 8, cache=None,
-               skip_bad: bool = False, name: str = "infer", shift_methods=None, shift_folds: int = 5):
+               skip_bad: bool = False, name: str = "infer", shift_methods=None, shift_folds: int = 5,
+               umid=None):
     """The run on loaded, checked sets (`inputs.load_sets`) and a loaded target (and reference):
-    (RunResult, the per-set `Scored` features, the main SplitTest)."""
+    (RunResult, the per-set `Scored` features, the main SplitTest). Names (text-only rows) on a
+    CLIP/CLAP target are featured by UMID's signals (`mmia.infer.names`) at `umid` (a
+    `UmidConfig`; default `mmia umid`'s defaults)."""
     from mmia.attacks.runner import score_samples, select_attacks
+    from mmia.errors import InputError
+    from mmia.infer import names as name_rows
     from mmia.infer.inputs import labelled_union
     from mmia.progress import info
 
-    modalities = tuple(m for m in ("text", "image", "audio", "video") if m in sus.modalities or m in val.modalities)
-    specs = select_attacks(attacks, target.kind, modalities, reference is not None)
-    scored = {}
-    for side, ds in (("suspect", sus), ("validation", val)):
-        info(f"[infer] scoring the {side} set ({len(ds)} rows)")
-        scored[side] = score_samples(ds, target, specs, reference=reference, cache=cache, batch_size=batch_size,
-                                     skip_bad=skip_bad)
+    scored, extra = {}, {}
+    if name_rows.applies(target.kind, sus, val):
+        # Names on a CLIP/CLAP target: no score attack applies to a text-only row; UMID's signals do.
+        if attacks and attacks not in (["all"], ["umid"]):
+            raise InputError("on names (text-only rows) a contrastive target's features are UMID's signals; "
+                             "--attacks takes 'umid' or 'all' here")
+        import torch
+
+        from mmia.umid.audit import UmidConfig
+
+        if torch.get_num_threads() > 2:  # as `mmia umid`: many threads on a shared CPU are slower than one
+            torch.set_num_threads(1)
+        config = umid or UmidConfig()
+        inverted = name_rows.inversion_target(target)
+        for side, ds in (("suspect", sus), ("validation", val)):
+            info(f"[infer] UMID's signals of the {side} set ({len(ds)} names)")
+            scored[side] = name_rows.score_names(ds, inverted, config, cache=cache, side=side)
+        attack_names, extra = ["umid"], {"umid": config.model_dump()}
+    else:
+        modalities = tuple(m for m in ("text", "image", "audio", "video")
+                           if m in sus.modalities or m in val.modalities)
+        specs = select_attacks(attacks, target.kind, modalities, reference is not None)
+        attack_names = [s.name for s in specs]
+        for side, ds in (("suspect", sus), ("validation", val)):
+            info(f"[infer] scoring the {side} set ({len(ds)} rows)")
+            scored[side] = score_samples(ds, target, specs, reference=reference, cache=cache,
+                                         batch_size=batch_size, skip_bad=skip_bad)
     names, xs, xv = feature_matrix(scored["suspect"].columns, scored["validation"].columns)
     main = split_test(xs, xv, names, seed=seed)
     control = control_test(xv, names, seed=seed)
@@ -131,8 +161,8 @@ def infer_sets(sus, val, target, *, reference=None, alpha: float = DEFAULT_ALPHA
     verdict = verdict_of(main.p_value, alpha, shifted)
     result = _result(sus, val, main, control, names, verdict, alpha, seed, shift_section,
                      {"batch_size": batch_size, "device": target.device, "target_kind": target.kind,
-                      "attacks": [s.name for s in specs], "shift_check": shift_check,
-                      "engine": {k: v.counts for k, v in scored.items()}})
+                      "attacks": attack_names, "shift_check": shift_check,
+                      "engine": {k: v.counts for k, v in scored.items()}, **extra})
     result.name = name
     result.p_by_size = p_by_size(xs, xv, names, seed=seed)
     return result, scored, main

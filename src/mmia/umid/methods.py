@@ -185,15 +185,24 @@ DEMO_CLAP = {"restarts": 4, "steps": 30, "reference_size": 50}
 DEMO_CLAP_CONTROL_NAMES = 50
 
 
+DEMO_QUICK = {"steps": 10, "reference_size": 20, "restarts": 3}
+DEMO_TESTBEDS = ("clip-identities", "clap-voices")
+
+
+def demo_settings(testbed_name: str, quick: bool) -> dict:
+    """The demo's UMID settings for a testbed (the infer step uses them too, sharing the inversions)."""
+    return DEMO_QUICK if quick else (DEMO_CLAP if testbed_name == "clap-voices" else {})
+
+
 @register_demo_step("umid", order=40)
 def demo_step(testbed, ctx):
     """Audit the clip-identities and clap-voices testbeds with UMID and its controls."""
     from mmia.cache import Cache
 
-    if testbed.name not in ("clip-identities", "clap-voices"):
+    if testbed.name not in DEMO_TESTBEDS:
         return []
     clap = testbed.name == "clap-voices"
-    settings = {"steps": 10, "reference_size": 20, "restarts": 3} if ctx.quick else (DEMO_CLAP if clap else {})
+    settings = demo_settings(testbed.name, ctx.quick)
     cfg = UmidConfig(seed=ctx.seed, **settings)
     control = testbed.splits.get("calibration")
     limit = DEMO_CLAP_CONTROL_NAMES if clap and not ctx.quick else None
