@@ -326,14 +326,23 @@ class _Generative:
             for i, ids in zip(cut, self.tokenizer([parts[i][3] for i in cut]).input_ids if cut else [], strict=True):
                 e_ids[i] = ids
             toks = self._tokenize_batch([p[1] for p in parts], [p[2] for p in parts])
+            for i, tok in enumerate(toks):
+                if len(tok) > 3:  # the processor wrote this row's media out: its parts are written alike
+                    p_ids[i] = self._written_ids(parts[i][0], tok[3])
+                    if e_ids[i] is not None:
+                        e_ids[i] = self._written_ids(parts[i][3], tok[3])
         except (ValueError, TypeError, IndexError, KeyError, RuntimeError) as exc:
             # The processor's own complaint ("Found total 16 <image> tokens and 8 images"), as one
             # line; the engine retries the batch sample by sample to name the row.
             what = "processor" if getattr(self, "processor", None) is not None else "tokenizer"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InputError(f"the model's {what} refused the row: {first}") from None
-        return [self._finish(ids, pi, ei, ex, tex)
-                for (ids, ex, tex), pi, ei in zip(toks, p_ids, e_ids, strict=True)]
+        return [self._finish(tok[0], pi, ei, tok[1], tok[2]) for tok, pi, ei in zip(toks, p_ids, e_ids, strict=True)]
+
+    def _written_ids(self, text: str, replacements: list[str]):
+        """Ids of part of a row written as the processor wrote the row; only rows a processor
+        encoded carry `replacements` (`VisionLanguageTarget`)."""
+        raise NotImplementedError
 
     def encode_text_batch(self, samples, media, tokens_per_item: int, transform=None) -> list[Encoded]:
         """`encode_batch` without the processor: the layout's media placeholders are expanded to
@@ -382,14 +391,14 @@ class _Generative:
             mask[i, : len(e)] = 1
         inputs = {"input_ids": ids, "attention_mask": mask}
         for key in {k for e in batch for k in e.token_extras}:
-            t = torch.zeros((n, width), dtype=torch.long)
-            for i, e in enumerate(batch):
-                if key in e.token_extras:
-                    t[i, : len(e)] = torch.as_tensor(e.token_extras[key])
+            rows = {i: torch.as_tensor(e.token_extras[key]) for i, e in enumerate(batch) if key in e.token_extras}
+            first = next(iter(rows.values()))  # (L, ...): Mllama's cross-attention mask has more dims
+            t = torch.zeros((n, width, *first.shape[1:]), dtype=first.dtype)
+            for i, v in rows.items():
+                t[i, : len(v)] = v
             inputs[key] = t
         for key in {k for e in batch for k in e.extras}:
-            parts = [e.extras[key] for e in batch if key in e.extras]
-            inputs[key] = torch.cat(parts, dim=0)
+            inputs[key] = _cat_padded([e.extras[key] for e in batch if key in e.extras])
         return inputs
 
     def logits(self, batch: list[Encoded], inputs: dict | None = None):
@@ -476,6 +485,20 @@ class _Generative:
 
 _STAT_ORDER = {k: j for j, k in enumerate(DIST_STATS + TARGET_STATS)}
 _STATS_WORK = threading.local()
+
+
+def _cat_padded(parts):
+    """Samples' media tensors concatenated on dim 0, zero-padded at the end of any other dim that
+    differs (rows encoded by separate processor calls: LLaVA-OneVision's crops, SmolVLM's tiles per
+    image). The processors pad a batch the same way, and the models drop what is padding
+    (OneVision slices by image_sizes, SmolVLM skips all-zero images)."""
+    import torch
+
+    if len({tuple(p.shape[1:]) for p in parts}) > 1:
+        size = [max(p.shape[d] for p in parts) for d in range(1, parts[0].dim())]
+        parts = [torch.nn.functional.pad(p, [x for d in reversed(range(1, p.dim()))
+                                             for x in (0, size[d - 1] - p.shape[d])]) for p in parts]
+    return torch.cat(parts, dim=0)
 
 
 def _stats_group_cpu(vocab: int) -> tuple[int, dict]:
@@ -619,16 +642,16 @@ class VisionLanguageTarget(_Generative):
         if len(shape) != 3 or shape[2] != 3 or medias[0].dtype != np.uint8 or not self._fast_pixels.identity_shape(
                 *shape[:2]):
             return  # the processor resizes or crops these: it keeps them
-        ok = all(set(ex) == {"pixel_values"} and not tex for _, ex, tex in out)
+        ok = all(set(row[1]) == {"pixel_values"} and not row[2] for row in out)
         if ok:
-            proc_ids = [np.asarray(i, dtype=np.int64) for i, _, _ in out]
+            proc_ids = [np.asarray(row[0], dtype=np.int64) for row in out]
             counts = {int((i == self.media_token_id).sum()) for i in proc_ids}
             n = counts.pop() if len(counts) == 1 else 0
             unexpanded = [np.asarray(i, dtype=np.int64) for i in self.tokenizer(list(texts)).input_ids]
             ids = self._expand_media(unexpanded, n) if n else None
             ok = ids is not None and all(np.array_equal(a, b) for a, b in zip(ids, proc_ids, strict=True))
         if ok:
-            ref = torch.cat([ex["pixel_values"] for _, ex, _ in out])
+            ref = torch.cat([row[1]["pixel_values"] for row in out])
             mine = self._fast_pixels(medias)
             ok = (ref.dtype == mine.dtype and ref.shape == mine.shape
                   and bool(torch.allclose(mine, ref, rtol=0, atol=1e-6)))
@@ -644,32 +667,53 @@ class VisionLanguageTarget(_Generative):
         clips = any(isinstance(m, list) for m in medias)  # several images per row: one call per row
         if self.processor is None or len(texts) < 2 or len(set(with_media)) > 1 or clips:
             return super()._tokenize_batch(texts, medias)
-        kw = {"images": [_pil(m) for m in medias]} if with_media[0] else {}
-        enc = self.processor(text=list(texts), return_tensors="pt", padding=True, **kw)
-        per_row = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
-        if any(getattr(v, "shape", (None,))[0] != len(texts) for v in per_row.values()):
-            return super()._tokenize_batch(texts, medias)
+        # One list of images per text: SmolVLM's and Mllama's processors read a flat list as one row's.
+        kw = {"images": [[_pil(m)] for m in medias]} if with_media[0] else {}
+        out = self._processor_rows(texts, padding=True, **kw)
+        return out if out is not None else super()._tokenize_batch(texts, medias)
+
+    # Processor outputs shaped like the ids, one value (or block) per token, padded like them.
+    _PER_TOKEN = ("mm_token_type_ids", "cross_attention_mask")  # cross_attention_mask: Mllama's (L, images, tiles)
+
+    def _processor_rows(self, texts, **kw):
+        """The processor on `texts`: per row (ids, media extras, per-token extras, its images'
+        replacement texts); None when its media tensors do not have one row per text."""
+        import torch
+
+        enc = self.processor(text=list(texts), return_tensors="pt", return_text_replacement_offsets=True, **kw)
+        offsets = enc.pop("text_replacement_offsets", None) or [[] for _ in texts]
+        per_row = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask", *self._PER_TOKEN)}
+        if len(texts) > 1 and any(getattr(v, "shape", (None,))[0] != len(texts) for v in per_row.values()):
+            return None
+        mask = enc["attention_mask"].bool() if "attention_mask" in enc else torch.ones_like(enc["input_ids"]).bool()
         out = []
         for i in range(len(texts)):
-            keep = enc["attention_mask"][i].bool()
-            ids = enc["input_ids"][i][keep].tolist()
-            token_extras = {}
-            if "mm_token_type_ids" in enc:
-                token_extras["mm_token_type_ids"] = enc["mm_token_type_ids"][i][keep].numpy()
-            out.append((ids, {k: v[i : i + 1] for k, v in per_row.items()}, token_extras))
+            keep = mask[i]
+            token_extras = {k: enc[k][i][keep].numpy() for k in self._PER_TOKEN if k in enc}
+            repl = [r["replacement"] for r in offsets[i] if r.get("type") == "image"]
+            # One text: its media tensors whole (LLaVA's pixel_values have one row per image, a clip's frames).
+            extras = {k: v[i : i + 1] for k, v in per_row.items()} if len(texts) > 1 else per_row
+            out.append((enc["input_ids"][i][keep].tolist(), extras, token_extras, repl))
         return out
+
+    def _written_ids(self, text, replacements):
+        """A part of a row (the prompt part, or the row up to its answer's end) written out as the
+        processor wrote the whole row, then tokenised: each image placeholder replaced by the text
+        it became (SmolVLM's tiles, row/column tokens and image tokens; LLaVA's repeated <image>),
+        the processor's own text rules applied (Mllama puts BOS after leading <|image|> tokens).
+        So the part's ids are a prefix of the row's, whatever the expansion."""
+        proc = self.processor
+        written = proc.prepare_inputs_layout(text=[text])[1][0]  # (images, text, ...) for every processor
+        n = written.count(self.image_token)
+        if n and replacements:
+            written = proc.get_text_with_replacements([written], images_replacements=list(replacements[:n]))[0][0]
+        return self.tokenizer(written).input_ids
 
     def _tokenize(self, text, media):
         images = media if isinstance(media, list) else [media]
         if self.processor is not None:
-            kw = {"images": [_pil(m) for m in images]} if media is not None else {}
-            enc = self.processor(text=[text], return_tensors="pt", **kw)
-            ids = enc["input_ids"][0].tolist()
-            extras = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
-            token_extras = {}
-            if "mm_token_type_ids" in enc:
-                token_extras["mm_token_type_ids"] = enc["mm_token_type_ids"][0].numpy()
-            return ids, extras, token_extras
+            kw = {"images": [_pil(m) for m in images]} if media is not None else {}  # one text: a flat list
+            return self._processor_rows([text], **kw)[0]
         extras = {}
         if media is not None:
             extras = dict(self.image_processor(images=[_pil(m) for m in images], return_tensors="pt"))
