@@ -170,6 +170,9 @@ class TargetScorer:
         inputs = self.target.collate(enc)
         floats = {k: v.to(self.device, self.target.dtype) if v.is_floating_point() else v.to(self.device)
                   for k, v in inputs.items()}
+        text_cfg = getattr(self.target.model.config, "text_config", None) or self.target.model.config
+        if getattr(text_cfg, "cross_attention_layers", None):
+            return self._cross_attention_media(floats)
         with torch.inference_mode():
             out = self.target.model(**floats, use_cache=False, output_hidden_states=True)
         hidden = out.hidden_states[0][0]
@@ -178,3 +181,26 @@ class TargetScorer:
         if not bool(where.any()):
             raise ModelNotFoundError(f"{self.model_dir}: no media tokens in the target's input to embed")
         return hidden[where].mean(dim=0).float().cpu().numpy()
+
+    def _cross_attention_media(self, inputs) -> np.ndarray:
+        """Mllama's media embedding: its media reach the language model through cross-attention, not
+        its input embeddings (the <|image|> token's is one for every image), so the mean of the
+        projected vision features it attends to, over the real tiles (`aspect_ratio_mask`) and patches."""
+        import torch
+
+        model = self.target.model
+        proj = next((m for n, m in model.named_modules() if n.endswith("multi_modal_projector")), None)
+        if proj is None:
+            raise ModelNotFoundError(f"{self.model_dir}: no multi_modal_projector to take the media features from")
+        feats = []
+        handle = proj.register_forward_hook(lambda _m, _i, out: feats.append(out))
+        try:
+            with torch.inference_mode():
+                model(**inputs, use_cache=False)
+        finally:
+            handle.remove()
+        f = feats[0]  # (batch, images, tiles, patches, hidden)
+        mask = inputs.get("aspect_ratio_mask")
+        if mask is not None and f.dim() == 5 and tuple(mask.shape) == tuple(f.shape[:3]):
+            f = f[mask.bool()]
+        return f.reshape(-1, f.shape[-1]).mean(dim=0).float().cpu().numpy()

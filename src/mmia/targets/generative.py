@@ -284,15 +284,20 @@ class _Generative:
                 "per item where the model expects it, or leave placeholders and turn markers out for mmia to add"
             )
 
-    def _finish(self, ids, p_ids, e_ids, extras, token_extras, text: str | None = None) -> Encoded:
+    def _finish(self, ids, p_ids, e_ids, extras, token_extras, text: str | None = None, written=None) -> Encoded:
         """Slice codes from the full ids, the prompt's own ids and the ids up to the answer's end.
 
-        `text` is the full text the processor was given: where the processor wraps each media
-        placeholder in more than copies of it (Idefics3's <fake_token_around_image><global-img>,
-        Gemma 3's begin/end-of-image tokens), the parts are located from the end instead, by the
-        tokens after them, which the processor leaves as the tokenizer makes them.
+        `written`: the prompt's and the answer end's ids written out as the processor wrote the
+        row (`_written_ids`); used when they are a prefix of the row's ids (SmolVLM's tiles,
+        Mllama's BOS rule). Else, where the processor wraps each media placeholder in more than
+        copies of it (Idefics3's <fake_token_around_image><global-img>, Gemma 3's begin/end-of-image
+        tokens; `text`: the full text the processor was given), the parts are located from the end,
+        by the tokens after them, which the processor leaves as the tokenizer makes them.
         """
         ids = np.asarray(ids, dtype=np.int64)
+        if written is not None and all(w is None or _common_prefix(w, ids) == len(w) for w in written):
+            p_ids, text = written[0], None
+            e_ids = written[1] if e_ids is not None else None
         codes = np.full(len(ids), ANSWER, dtype=np.int8)
         is_media = ids == self.media_token_id if self.media_token_id is not None else np.zeros(len(ids), bool)
         n_media_full = int(is_media.sum())
@@ -365,14 +370,24 @@ class _Generative:
             for i, ids in zip(cut, self.tokenizer([parts[i][3] for i in cut]).input_ids if cut else [], strict=True):
                 e_ids[i] = ids
             toks = self._tokenize_batch([p[1] for p in parts], [p[2] for p in parts])
+            written = [None] * len(parts)
+            for i, tok in enumerate(toks):
+                if len(tok) > 3 and tok[3]:  # the processor wrote this row's media out: its parts are written alike
+                    written[i] = (self._written_ids(parts[i][0], tok[3]),
+                                  None if e_ids[i] is None else self._written_ids(parts[i][3], tok[3]))
         except (ValueError, TypeError, IndexError, KeyError, RuntimeError) as exc:
             # The processor's own complaint ("Found total 16 <image> tokens and 8 images"), as one
             # line; the engine retries the batch sample by sample to name the row.
             what = "processor" if getattr(self, "processor", None) is not None else "tokenizer"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InputError(f"the model's {what} refused the row: {first}") from None
-        return [self._finish(ids, pi, ei, ex, tex, text=p[1])
-                for (ids, ex, tex), pi, ei, p in zip(toks, p_ids, e_ids, parts, strict=True)]
+        return [self._finish(tok[0], pi, ei, tok[1], tok[2], text=p[1], written=w)
+                for tok, pi, ei, p, w in zip(toks, p_ids, e_ids, parts, written, strict=True)]
+
+    def _written_ids(self, text: str, replacements: list[str]):
+        """Ids of part of a row written as the processor wrote the row; only rows a processor
+        encoded carry `replacements` (`VisionLanguageTarget`)."""
+        raise NotImplementedError
 
     def encode_text_batch(self, samples, media, tokens_per_item: int, transform=None) -> list[Encoded]:
         """`encode_batch` without the processor: the layout's media placeholders are expanded to
@@ -421,14 +436,14 @@ class _Generative:
             mask[i, : len(e)] = 1
         inputs = {"input_ids": ids, "attention_mask": mask}
         for key in {k for e in batch for k in e.token_extras}:
-            t = torch.zeros((n, width), dtype=torch.long)
-            for i, e in enumerate(batch):
-                if key in e.token_extras:
-                    t[i, : len(e)] = torch.as_tensor(e.token_extras[key])
+            rows = {i: torch.as_tensor(e.token_extras[key]) for i, e in enumerate(batch) if key in e.token_extras}
+            first = next(iter(rows.values()))  # (L, ...): Mllama's cross-attention mask has more dims
+            t = torch.zeros((n, width, *first.shape[1:]), dtype=first.dtype)
+            for i, v in rows.items():
+                t[i, : len(v)] = v
             inputs[key] = t
         for key in {k for e in batch for k in e.extras}:
-            parts = [e.extras[key] for e in batch if key in e.extras]
-            inputs[key] = torch.cat(parts, dim=0)
+            inputs[key] = _cat_padded([e.extras[key] for e in batch if key in e.extras])
         return inputs
 
     def logits(self, batch: list[Encoded], inputs: dict | None = None):
@@ -515,6 +530,20 @@ class _Generative:
 
 _STAT_ORDER = {k: j for j, k in enumerate(DIST_STATS + TARGET_STATS)}
 _STATS_WORK = threading.local()
+
+
+def _cat_padded(parts):
+    """Samples' media tensors concatenated on dim 0, zero-padded at the end of any other dim that
+    differs (rows encoded by separate processor calls: LLaVA-OneVision's crops, SmolVLM's tiles per
+    image). The processors pad a batch the same way, and the models drop what is padding
+    (OneVision slices by image_sizes, SmolVLM skips all-zero images)."""
+    import torch
+
+    if len({tuple(p.shape[1:]) for p in parts}) > 1:
+        size = [max(p.shape[d] for p in parts) for d in range(1, parts[0].dim())]
+        parts = [torch.nn.functional.pad(p, [x for d in reversed(range(1, p.dim()))
+                                             for x in (0, size[d - 1] - p.shape[d])]) for p in parts]
+    return torch.cat(parts, dim=0)
 
 
 def _stats_group_cpu(vocab: int) -> tuple[int, dict]:
@@ -605,9 +634,15 @@ class VisionLanguageTarget(_Generative):
             return frames, len(frames)
         return super()._given_media(sample, decoded)
 
+    # Types whose prompt/answer boundary mmia found wrongly before the processor-written parts
+    # (and the count from the end) existed: their older cached statistics must not be read.
+    _BOUNDARY_FIXED = ("idefics3", "gemma3", "smolvlm", "llava_onevision", "mllama")
+
     def format_tag(self) -> str:
         # How video rows are read is part of the format (cached statistics of a video row depend on it).
-        return f"{super().format_tag()}:f{self.max_frames}"
+        tag = f"{super().format_tag()}:f{self.max_frames}"
+        model_type = getattr(getattr(self.model, "config", None), "model_type", None)
+        return f"{tag}:b2" if model_type in self._BOUNDARY_FIXED else tag
 
     def _tokenize_batch(self, texts, medias):
         """The fast path where it has been checked on this image shape; else the processor, whose
@@ -658,16 +693,16 @@ class VisionLanguageTarget(_Generative):
         if len(shape) != 3 or shape[2] != 3 or medias[0].dtype != np.uint8 or not self._fast_pixels.identity_shape(
                 *shape[:2]):
             return  # the processor resizes or crops these: it keeps them
-        ok = all(set(ex) == {"pixel_values"} and not tex for _, ex, tex in out)
+        ok = all(set(row[1]) == {"pixel_values"} and not row[2] for row in out)
         if ok:
-            proc_ids = [np.asarray(i, dtype=np.int64) for i, _, _ in out]
+            proc_ids = [np.asarray(row[0], dtype=np.int64) for row in out]
             counts = {int((i == self.media_token_id).sum()) for i in proc_ids}
             n = counts.pop() if len(counts) == 1 else 0
             unexpanded = [np.asarray(i, dtype=np.int64) for i in self.tokenizer(list(texts)).input_ids]
             ids = self._expand_media(unexpanded, n) if n else None
             ok = ids is not None and all(np.array_equal(a, b) for a, b in zip(ids, proc_ids, strict=True))
         if ok:
-            ref = torch.cat([ex["pixel_values"] for _, ex, _ in out])
+            ref = torch.cat([row[1]["pixel_values"] for row in out])
             mine = self._fast_pixels(medias)
             ok = (ref.dtype == mine.dtype and ref.shape == mine.shape
                   and bool(torch.allclose(mine, ref, rtol=0, atol=1e-6)))
@@ -683,31 +718,53 @@ class VisionLanguageTarget(_Generative):
         clips = any(isinstance(m, list) for m in medias)  # several images per row: one call per row
         if self.processor is None or len(texts) < 2 or len(set(with_media)) > 1 or clips:
             return super()._tokenize_batch(texts, medias)
-        kw = {"images": [_pil(m) for m in medias]} if with_media[0] else {}
+        # One list of images per text: SmolVLM's and Mllama's processors read a flat list as one row's.
+        kw = {"images": [[_pil(m)] for m in medias]} if with_media[0] else {}
         try:
-            enc = self.processor(text=list(texts), return_tensors="pt", padding=True, **kw)
-        except (ValueError, TypeError):  # e.g. Gemma 3's wants the images nested per text: one call per row
-            return super()._tokenize_batch(texts, medias)
+            out = self._processor_rows(texts, padding=True, **kw)
+        except (ValueError, TypeError):  # a processor that refuses this batch: one call per row names the row
+            out = None
+        return out if out is not None else super()._tokenize_batch(texts, medias)
+
+    def _processor_rows(self, texts, **kw):
+        """The processor on `texts`: per row (ids, media extras, per-token extras, its images'
+        replacement texts); None when its media tensors do not have one row per text."""
+        import torch
+
+        enc = self.processor(text=list(texts), return_tensors="pt", return_text_replacement_offsets=True, **kw)
+        offsets = enc.pop("text_replacement_offsets", None) or [[] for _ in texts]
         per_row = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask", *_PER_TOKEN)}
-        if any(getattr(v, "shape", (None,))[0] != len(texts) for v in per_row.values()):
-            return super()._tokenize_batch(texts, medias)
+        if len(texts) > 1 and any(getattr(v, "shape", (None,))[0] != len(texts) for v in per_row.values()):
+            return None
+        mask = enc["attention_mask"].bool() if "attention_mask" in enc else torch.ones_like(enc["input_ids"]).bool()
         out = []
         for i in range(len(texts)):
-            keep = enc["attention_mask"][i].bool()
-            ids = enc["input_ids"][i][keep].tolist()
+            keep = mask[i]
             token_extras = {k: enc[k][i][keep].numpy() for k in _PER_TOKEN if k in enc}
-            out.append((ids, {k: v[i : i + 1] for k, v in per_row.items()}, token_extras))
+            repl = [r["replacement"] for r in offsets[i] if r.get("type") == "image"]
+            # One text: its media tensors whole (LLaVA's pixel_values have one row per image, a clip's frames).
+            extras = {k: v[i : i + 1] for k, v in per_row.items()} if len(texts) > 1 else per_row
+            out.append((enc["input_ids"][i][keep].tolist(), extras, token_extras, repl))
         return out
+
+    def _written_ids(self, text, replacements):
+        """A part of a row (the prompt part, or the row up to its answer's end) written out as the
+        processor wrote the whole row, then tokenised: each image placeholder replaced by the text
+        it became (SmolVLM's tiles, row/column tokens and image tokens; LLaVA's repeated <image>),
+        the processor's own text rules applied (Mllama puts BOS after leading <|image|> tokens).
+        So the part's ids are a prefix of the row's, whatever the expansion."""
+        proc = self.processor
+        written = proc.prepare_inputs_layout(text=[text])[1][0]  # (images, text, ...) for every processor
+        n = written.count(self.image_token)
+        if n and replacements:
+            written = proc.get_text_with_replacements([written], images_replacements=list(replacements[:n]))[0][0]
+        return self.tokenizer(written).input_ids
 
     def _tokenize(self, text, media):
         images = media if isinstance(media, list) else [media]
         if self.processor is not None:
-            kw = {"images": [_pil(m) for m in images]} if media is not None else {}
-            enc = self.processor(text=[text], return_tensors="pt", **kw)
-            ids = enc["input_ids"][0].tolist()
-            extras = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask", *_PER_TOKEN)}
-            token_extras = {k: enc[k][0].numpy() for k in _PER_TOKEN if k in enc}
-            return ids, extras, token_extras
+            kw = {"images": [_pil(m) for m in images]} if media is not None else {}  # one text: a flat list
+            return self._processor_rows([text], **kw)[0]
         extras = {}
         if media is not None:
             extras = dict(self.image_processor(images=[_pil(m) for m in images], return_tensors="pt"))
@@ -721,9 +778,10 @@ class VisionLanguageTarget(_Generative):
         return list(ids), extras, {"mm_token_type_ids": mm}
 
 
-# Processor outputs with one value per token (padded with the ids, sliced with them); Gemma 3's
-# token_type_ids mark its image tokens, which attend to each other both ways.
-_PER_TOKEN = ("mm_token_type_ids", "token_type_ids")
+# Processor outputs with one value (or block) per token, padded with the ids and sliced with them:
+# Gemma 3's token_type_ids mark its image tokens, which attend to each other both ways; Mllama's
+# cross_attention_mask is (L, images, tiles).
+_PER_TOKEN = ("mm_token_type_ids", "token_type_ids", "cross_attention_mask")
 
 
 def _pil(image):

@@ -64,6 +64,52 @@ def detect_kind(path: str | Path, base: str | Path | None = None) -> str:
     )
 
 
+class _NoVideoProcessor:
+    """Stands in for a processor's video processor, which is never called (mmia reads a video as
+    frames, each an image); its settings read as None (SmolVLM's chat template reads num_frames/fps)."""
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return None
+
+
+def without_video(cls):
+    """Processor class `cls` less its video processor. transformers 5.x builds none without
+    torchvision (LLaVA-OneVision's and SmolVLM's processors insist on one), though a real
+    checkpoint's processor config names one: loaded this way, its settings are left unread."""
+
+    class NoVideo(cls):
+        video_processor = _NoVideoProcessor()
+
+        @classmethod
+        def get_attributes(klass):
+            return [a for a in super().get_attributes() if a != "video_processor"]
+
+        @classmethod
+        def _get_arguments_from_pretrained(klass, *args, **kwargs):
+            # None in the video processor's place: the processors' __init__ take it positionally.
+            loaded = list(super()._get_arguments_from_pretrained(*args, **kwargs))
+            loaded.insert(cls.get_attributes().index("video_processor"), None)
+            return loaded
+
+    NoVideo.__name__ = NoVideo.__qualname__ = cls.__name__
+    return NoVideo
+
+
+def _processor_class(path: Path):
+    """The processor class the saved files name (processor_config.json, or the older layouts'
+    preprocessor_config.json / tokenizer_config.json), or None."""
+    import transformers as tf
+
+    for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+        f = path / name
+        cls_name = json.loads(f.read_text(encoding="utf-8")).get("processor_class") if f.exists() else None
+        if cls_name:
+            return getattr(tf, cls_name, None)
+    return None
+
+
 def _quiet_transformers() -> None:
     import transformers  # noqa: F401  (imported first, so quiet_libraries reaches its switches)
 
@@ -131,9 +177,21 @@ def _load(path, kind, device, dtype, peft=None):
             tok = proc.tokenizer
             return VisionLanguageTarget(path, model, tok, fingerprint, device, torch_dtype, processor=proc)
         except (ImportError, AttributeError, ValueError, TypeError) as exc:
-            # Qwen2-VL's processor insists on a video processor that needs torchvision.
+            # The processor's video processor needs torchvision (LLaVA-OneVision, SmolVLM): the
+            # processor less its video part. Qwen2-VL (its processor saved or not): image
+            # processor and tokenizer, below.
+            cls = _processor_class(path)
+            if cls is not None and "video_processor" in cls.get_attributes() and "torchvision" in str(exc).lower():
+                try:
+                    proc = from_pretrained(without_video(cls), path, "processor")
+                except (ImportError, AttributeError, ValueError, TypeError) as exc2:
+                    exc = exc2
+                else:
+                    return VisionLanguageTarget(path, model, proc.tokenizer, fingerprint, device, torch_dtype,
+                                                processor=proc)
             if not hasattr(model.config, "vision_start_token_id"):
-                raise ModelNotFoundError(f"cannot build the processor of {path}: {exc}") from None
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ModelNotFoundError(f"cannot build the processor of {path}: {first}") from None
         tok = from_pretrained(tf.AutoTokenizer, path, "tokenizer")
         ip = from_pretrained(tf.AutoImageProcessor, path, "image processor")
         return VisionLanguageTarget(path, model, tok, fingerprint, device, torch_dtype, image_processor=ip)
