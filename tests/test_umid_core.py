@@ -105,3 +105,60 @@ def test_detectors_are_fit_on_reference_rows_only(monkeypatch):
     assert len(seen) == len(decide.DETECTORS)
     for x in seen:
         assert np.array_equal(x, fitted.transform(ref))
+
+
+def test_a_querys_outlier_score_does_not_depend_on_the_other_queries():
+    # PyOD's ECOD/COPOD pool the rows they score with their training rows: scored as one batch,
+    # a query among many shifted ones would read differently than alone.
+    from pyod.models.ecod import ECOD
+
+    rng = np.random.default_rng(2)
+    ref = rng.normal(0, 1, size=(50, 3))
+    queries = np.vstack([rng.normal(1, 1, size=(1, 3)), rng.normal(3, 1, size=(40, 3))])
+    fitted = fit_reference(ref, [1, 1, 1], seed=0)
+    x = fitted.transform(queries)
+    pooled = ECOD().fit(fitted.transform(ref)).decision_function(x)[0]
+    for name, det in fitted.detectors.items():
+        together = decide.outlier_scores(det, name, x)
+        alone = decide.outlier_scores(det, name, x[:1])
+        assert np.isclose(together[0], alone[0], rtol=1e-9), name
+        if name == "ecod":
+            assert not np.isclose(pooled, alone[0], rtol=1e-3)  # the batch call would have moved it
+
+
+class _FixedTextTower:
+    """A stand-in contrastive target whose text embeddings are a fixed geometry: texts starting
+    with 'far' sit away from every other text's cluster (which the reference shares)."""
+
+    kind = "clip"
+
+    def embed_text(self, texts):
+        from mmia.data.ids import stable_seed
+
+        out = []
+        for t in texts:
+            rng = np.random.default_rng(stable_seed("tower", 0, t))
+            centre = np.random.default_rng(1 if t.startswith("far") else 0).standard_normal(16)
+            v = centre / np.linalg.norm(centre) + 0.05 * rng.standard_normal(16)
+            out.append(v / np.linalg.norm(v))
+        return np.asarray(out, dtype=np.float32)
+
+
+def test_embedding_control_known_answer():
+    from sklearn.metrics import roc_auc_score
+
+    from mmia.umid.audit import UmidConfig, embedding_control_scores
+    from mmia.umid.methods import run_embedding_control
+
+    texts = [f"near {i}" for i in range(20)] + [f"far {i}" for i in range(20)]
+    y = np.array([0] * 20 + [1] * 20)
+    cfg = UmidConfig(reference_size=30)
+    out = embedding_control_scores(_FixedTextTower(), texts, cfg)  # gibberish sits in the 'near' cluster
+    assert out.name == "umid-embedding-control" and out.scores.shape == (40,)
+    assert roc_auc_score(y, out.scores) == 1.0
+    assert out.votes[20:].all() and out.votes[:20].mean() < 0.3
+    # with names as the reference, queries among them are masked out of the evaluation
+    names = [f"near {i}" for i in range(10)] + [f"near ref {i}" for i in range(20)]
+    ctrl = run_embedding_control(_FixedTextTower(), texts, cfg, names)
+    assert ctrl.name == "umid-embedding-control:names" and int((~ctrl.mask).sum()) == 10
+    assert roc_auc_score(y[ctrl.mask], ctrl.scores[ctrl.mask]) == 1.0

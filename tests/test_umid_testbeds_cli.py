@@ -111,7 +111,7 @@ def test_cli_end_to_end(which, media, request, tmp_path):
     result = json.loads((out / "results.json").read_text())
     names = {a["name"] for a in result["attacks"]}
     assert {"umid", "umid:two-sided", "umid:similarity", "umid:variability", "umid-name-control",
-            "umid-media-cosine", "umid-sequential"} <= names
+            "umid-embedding-control", "umid-embedding-control:names", "umid-media-cosine", "umid-sequential"} <= names
     for a in result["attacks"]:
         assert 0.0 <= a["auc"] <= 1.0 and "0.01" in a["tpr_at_fpr"]
     control = next(a for a in result["attacks"] if a["name"] == "umid-name-control")
@@ -155,7 +155,7 @@ def test_registry_and_demo_step(clip_tb, tmp_path):
     ctx = DemoContext(out_dir=tmp_path, cache_dir=tmp_path / "cache", seed=0, quick=True)
     [(section, table)] = demo_step(clip_tb, ctx)
     got = {a.name for a in section.attacks}
-    assert {"umid", "umid-name-control", "umid-media-cosine"} <= got  # the sequential baseline: CLI test above
+    assert {"umid", "umid-name-control", "umid-embedding-control", "umid-media-cosine"} <= got  # sequential: above
     assert set(table.columns) >= got
     assert demo_step(type(clip_tb)(name="other", root=tmp_path, target_kind=None, modalities=()), ctx) == []
 

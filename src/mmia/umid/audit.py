@@ -5,6 +5,9 @@
   also its two-sided variant and each raw signal (oriented by hypothesis) as diagnostics;
 - `umid-name-control` (optional): the same signals with held-out non-member names as the
   reference, evaluated only on queries whose text is not among those names;
+- `umid-embedding-control`: no inversion at all: the same reference and detector ensemble on
+  the queries' text embeddings alone (what inversion adds over the text tower's own geometry);
+  with held-out names given, also `umid-embedding-control:names` (the name reference);
 - `umid-media-cosine` (optional): cosine of the query's caption with the person's real media
   (the biometric access UMID does without);
 - `umid-sequential` (optional): the predecessors' procedure: pixel/waveform inversion, restarts
@@ -202,6 +205,29 @@ def umid_scores(
                                     notes=f"{what}; scored {'as is' if d > 0 else 'negated'} "
                                     f"(hypothesis: {'higher' if d > 0 else 'lower'} = member)"))
     return out, info
+
+
+def embedding_control_scores(
+    target, texts: list[str], config: UmidConfig, *, reference_texts: list[str] | None = None,
+    label: str = "umid-embedding-control",
+) -> MethodScores:
+    """The no-inversion control: UMID's reference and ensemble, fit on the reference texts'
+    normalised embeddings (through UMID's template) and scored on the queries'. Two-sided, since
+    no coordinate of an embedding has a hypothesised member direction."""
+    template = config.template or DEFAULT_TEMPLATES[target.kind]
+    t0 = time.time()
+    ref_texts = reference_texts or gibberish(config.reference_size, config.seed, config.reference_generators)
+    ref = text_embeddings(target, [template.format(t) for t in ref_texts]).numpy().astype(np.float64)
+    q = text_embeddings(target, [template.format(t) for t in texts]).numpy().astype(np.float64)
+    fitted = fit_reference(ref, np.ones(ref.shape[1]), directional=False, detectors=config.detectors,
+                           contamination=config.contamination, seed=config.seed)
+    dec = score_queries(fitted, q)
+    what = "gibberish" if reference_texts is None else "non-member names"
+    return MethodScores(label, dec.score, seconds=time.time() - t0, votes=dec.member,
+                        notes=f"no inversion: the {what} reference and the same detectors on text embeddings "
+                        f"alone ({ref.shape[1]} dimensions); what inversion adds is umid minus this",
+                        params={"template": template, "reference": what, "n_reference": len(ref_texts),
+                                "detectors": list(config.detectors), "features": "text embedding"})
 
 
 def sequential_scores(target, texts: list[str], config: SequentialConfig, *, cache=None) -> MethodScores:

@@ -18,6 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 DETECTORS = ("iforest", "lof", "ocsvm", "ecod", "copod", "knn")
+# PyOD's ECOD and COPOD score new rows by pooling them with the training rows (their empirical
+# CDFs and skewness are recomputed on reference + the rows given): a batch of queries would move
+# each other's scores, and many members together would hide one another. They score one query at
+# a time, with the reference alone.
+POOLING_DETECTORS = ("ecod", "copod")
 PREDECESSOR_DETECTORS = ("iforest", "lof", "ocsvm")
 
 
@@ -114,13 +119,21 @@ def rank_normalise(query_scores: np.ndarray, reference_scores: np.ndarray) -> np
     return ranks / len(pooled)
 
 
+def outlier_scores(detector, name: str, x: np.ndarray) -> np.ndarray:
+    """A fitted detector's raw outlier scores of rows `x` (transformed), each row's independent
+    of the others (`POOLING_DETECTORS` one row at a time)."""
+    if name in POOLING_DETECTORS:
+        return np.array([detector.decision_function(x[i : i + 1])[0] for i in range(len(x))], dtype=np.float64)
+    return np.asarray(detector.decision_function(x), dtype=np.float64)
+
+
 def score_queries(fitted: FittedReference, signals: np.ndarray) -> Decision:
     """Member scores and votes for queries' signals (n, k), from a reference fit."""
     x = fitted.transform(signals)
     names = list(fitted.detectors)
     per, votes = {}, []
     for name in names:
-        raw = np.asarray(fitted.detectors[name].decision_function(x), dtype=np.float64)
+        raw = outlier_scores(fitted.detectors[name], name, x)
         per[name] = rank_normalise(raw, fitted.reference_scores[name])
         votes.append(raw > fitted.thresholds[name])
     vote_mat = np.stack(votes, axis=1)

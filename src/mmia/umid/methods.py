@@ -13,6 +13,7 @@ from mmia.umid.audit import (
     MethodScores,
     SequentialConfig,
     UmidConfig,
+    embedding_control_scores,
     hashed_ids,
     media_cosine_scores,
     sequential_scores,
@@ -41,6 +42,20 @@ def run_name_control(target, texts: list[str], config: UmidConfig, reference_nam
     held = {n.strip().lower() for n in reference_names}
     scores[0].mask = np.array([t.strip().lower() not in held for t in texts])
     return scores[0]
+
+
+@register_attack("umid-embedding-control", family="text-only", target_kinds=("clip", "clap"), paper=UMID_PAPER,
+                 config=UmidConfig)
+def run_embedding_control(target, texts: list[str], config: UmidConfig,
+                          reference_names: list[str] | None = None) -> MethodScores:
+    """UMID's (arXiv 2603.14222) reference and ensemble on text embeddings alone: the no-inversion control."""
+    if reference_names is None:
+        return embedding_control_scores(target, texts, config)
+    out = embedding_control_scores(target, texts, config, reference_texts=reference_names,
+                                   label="umid-embedding-control:names")
+    held = {n.strip().lower() for n in reference_names}
+    out.mask = np.array([t.strip().lower() not in held for t in texts])
+    return out
 
 
 @register_attack("umid-sequential", family="text-only", target_kinds=("clip", "clap"), paper=PREDECESSORS,
@@ -102,9 +117,11 @@ def audit_queries(
     target = load_contrastive(target_dir, base=base)
     methods, info = umid_scores(target, texts, config, cache=cache)
     info = {k: v for k, v in info.items() if k != "votes_per_detector"}
+    methods.append(run_embedding_control(target, texts, config))
     if control_names is not None:
         ref = [s.text.strip() for s in _load_queries(control_names).samples][:control_limit]
         methods.append(run_name_control(target, texts, config, ref, cache=cache))
+        methods.append(run_embedding_control(target, texts, config, ref))
     if media is not None:
         mds = _load_media(media, target.kind)
         by_id = {s.id: s for s in mds.samples}
