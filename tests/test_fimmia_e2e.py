@@ -147,6 +147,40 @@ def test_cli_video_two_model(llava, data, tmp_path):
     assert len(cfg["train_ids"]) == 6
 
 
+def test_two_model_with_loss_variant_and_one_media_encoder(llava, data, tmp_path):
+    """fimmia+loss in the two-model protocol reads the base's loss on every scored sample; the
+    base's rows take their media embeddings from the target's encoder, not the base's."""
+    import pandas as pd
+
+    from mmia.data import load_dataset
+    from mmia.fimmia.api import base_extractor
+    from mmia.fimmia.pipeline import FeatureExtractor, FimmiaConfig
+    from mmia.perturb.neighbours import decode_media
+    from mmia.testbeds.random_llava import build_random_llava
+
+    base = build_random_llava(tmp_path / "base", image_size=32, patch_size=8, seed=1)
+    res = CliRunner().invoke(app, ["-q", *_train_args(data / "img.jsonl", llava, tmp_path / "atk", tmp_path / "c",
+                                                      ["--base", str(base), "--with-loss"])])
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((tmp_path / "atk" / "config.json").read_text())
+    assert cfg["net"]["loss_inputs"] == 3 and cfg["settings"]["variant"] == "fimmia+loss"
+    held = json.loads((tmp_path / "atk" / "holdout" / "results.json").read_text())
+    assert [a["name"] for a in held["attacks"]][0] == "fimmia+loss"
+    assert pd.read_parquet(tmp_path / "atk" / "holdout" / "scores.parquet")["fimmia+loss"].notna().all()
+
+    fcfg = FimmiaConfig(neighbours=NeighbourConfig(k=2, field="media"))
+    target_x = FeatureExtractor(llava, fcfg, None)
+    base_x = base_extractor(base, fcfg, None, target_x)
+    sample = load_dataset(data / "img.jsonl").samples[0]
+    image = decode_media(sample, "image")
+    own_base = FeatureExtractor(base, fcfg, None)._media_emb([image], "image")
+    np.testing.assert_array_equal(base_x._media_emb([image], "image"), target_x._media_emb([image], "image"))
+    assert not np.allclose(own_base, target_x._media_emb([image], "image"))
+    # the base's own losses, though: one original loss per sample, as its features have it
+    ds = load_dataset(data / "img.jsonl").subset(range(3))
+    np.testing.assert_allclose(base_x.original_losses(ds), base_x.features(ds).original_loss, rtol=1e-6)
+
+
 def test_original_loss_equals_engine_answer_loss(llava, data):
     """FiMMIA's loss of an original sample is the score attacks' engine's answer loss."""
     from mmia.data import load_dataset

@@ -101,3 +101,65 @@ def test_too_few_samples_for_a_validation_part_is_a_clear_input_error():
     with pytest.raises(InputError, match="at least 2 member and 2 non-member"):
         train_attack(tiny, train=TrainConfig(max_epochs=2))
     train_attack(_planted(n=4), train=TrainConfig(max_epochs=2))  # two of each: trains
+
+
+def _loss_planted(n=160, k=6, seed=0, base=False):
+    """Members have a LOWER original loss; the deltas carry nothing. With `base`, every sample's
+    base loss is its difficulty and the target's loss is difficulty - 1 for members only: the
+    original loss alone is blurred by the difficulty, the difference is not."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    difficulty = rng.normal(3.0, 2.0 if base else 0.3, size=n)
+    original = difficulty - 1.0 * labels
+    fs = FeatureSet(ids=[f"l{seed}_{i}" for i in range(n)], loss=rng.normal(0, 1, size=(n, k)), labels=labels,
+                    original_loss=original)
+    if base:
+        fs.base_loss = difficulty
+    return fs
+
+
+def test_with_loss_variant_reads_the_original_loss_the_faithful_one_cannot():
+    tc = TrainConfig(max_epochs=80, patience=15)
+    test = _loss_planted(seed=1)
+    faithful = train_attack(_loss_planted(seed=0), train=tc)
+    variant = train_attack(_loss_planted(seed=0), train=tc, use_loss=True)
+    assert variant.net.cfg.loss_inputs == 2 and faithful.net.cfg.loss_inputs == 1
+    assert evaluate(test.labels, variant.score(test), with_roc=False)["auc"] > 0.9
+    assert abs(evaluate(test.labels, faithful.score(test), with_roc=False)["auc"] - 0.5) < 0.15
+    # the original-loss statistics are the fit rows' own
+    val = set(variant.history["val_ids"])
+    fit = np.array([o for i, o in zip(_loss_planted(seed=0).ids, _loss_planted(seed=0).original_loss, strict=True)
+                    if i not in val])
+    assert variant.normaliser.original_mean == pytest.approx(fit.mean())
+    assert variant.normaliser.original_std == pytest.approx(fit.std(ddof=1))
+
+
+def test_with_loss_variant_uses_the_base_loss_when_given(tmp_path):
+    tc = TrainConfig(max_epochs=80, patience=15)
+    test = _loss_planted(seed=1, base=True)
+    model = train_attack(_loss_planted(seed=0, base=True), train=tc, use_loss=True)
+    assert model.net.cfg.loss_inputs == 3
+    auc = evaluate(test.labels, model.score(test), with_roc=False)["auc"]
+    alone = evaluate(test.labels, -test.original_loss, with_roc=False)["auc"]
+    assert auc > 0.9 and alone < 0.75  # the difference with the base is what separates here
+    model.save(tmp_path / "m")
+    again = FimmiaModel.load(tmp_path / "m")
+    np.testing.assert_array_equal(again.score(test), model.score(test))
+    test.base_loss = None
+    with pytest.raises(ValueError, match="base model's loss"):
+        model.score(test)
+
+
+def test_a_model_saved_before_the_variant_loads_as_faithful(tmp_path):
+    import json
+
+    model = train_attack(_planted(seed=0), train=TrainConfig(max_epochs=3, patience=3))
+    model.save(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cfg["net"].pop("loss_inputs")
+    for key in ("original_mean", "original_std"):
+        cfg["normaliser"].pop(key)
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    again = FimmiaModel.load(tmp_path / "m")
+    assert again.net.cfg.loss_inputs == 1
+    np.testing.assert_array_equal(again.score(_planted(seed=2)), model.score(_planted(seed=2)))

@@ -75,6 +75,10 @@ def train_cmd(
     holdout: float = typer.Option(0.0, "--holdout", help="Share of samples kept out of training and evaluated."),
     no_text: bool = typer.Option(False, "--no-text", help="Ablation: no text-embedding branch."),
     no_media: bool = typer.Option(False, "--no-media", help="Ablation: no media-embedding branch."),
+    with_loss: bool = typer.Option(
+        False, "--with-loss", help="The fimmia+loss variant: the sample's own loss (with --base, also the "
+        "base's) enters the loss branch beside each delta."
+    ),
     batch_size: int = typer.Option(32, "--batch-size"),
     no_reuse: bool = typer.Option(False, "--no-reuse", help="Score every neighbour from scratch (slower)."),
     prompt_template: str = typer.Option(
@@ -116,6 +120,7 @@ def train_cmd(
         holdout=holdout,
         cache_dir=cache_dir,
         skip_bad=skip_bad,
+        use_loss=with_loss,
     )
     typer.echo(
         f"attack model: {out} (trained on {len(model.train_ids)} samples, best epoch {model.history['best_epoch']})"

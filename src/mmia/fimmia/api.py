@@ -22,6 +22,9 @@ PAPER = (
     "SMIA, Mozaffari & Marathe (arXiv 2406.10218)"
 )
 ABLATIONS = {"fimmia:loss": (False, False), "fimmia:loss+text": (True, False), "fimmia:loss+text+media": (True, True)}
+# The variant beside the faithful network: the sample's own loss (and, with a base, the base's)
+# enter the loss branch, which the reference design leaves to the deltas alone.
+WITH_LOSS = "fimmia+loss"
 
 
 def _cache(cache_dir) -> Cache | None:
@@ -39,28 +42,50 @@ def train_model(
     use_media: bool = True,
     train_cfg: TrainConfig | None = None,
     net_cfg: NetConfig | None = None,
+    use_loss: bool = False,
 ) -> FimmiaModel:
     settings = {
         "fimmia": cfg.model_dump(mode="json"),
         "protocol": protocol,
         "target": str(target),
         "base": None if base is None else str(base),
+        "variant": WITH_LOSS if use_loss else "fimmia",
     }
     return train_attack(
-        features, use_text=use_text, use_media=use_media, net=net_cfg, train=train_cfg, settings=settings
+        features, use_text=use_text, use_media=use_media, net=net_cfg, train=train_cfg, settings=settings,
+        use_loss=use_loss,
     )
 
 
+def base_extractor(base, cfg: FimmiaConfig, cache, extractor: FeatureExtractor) -> FeatureExtractor:
+    """The base model's extractor in the two-model protocol: its losses, the target's media encoder."""
+    return FeatureExtractor(base, cfg, cache, media_scorer=extractor.scorer)
+
+
 def protocol_features(train_ds: Dataset, target, base, cfg: FimmiaConfig, cache, extractor=None) -> FeatureSet:
-    """Training features under protocol (a) (base None) or (b) (base given)."""
+    """Training features under protocol (a) (base None) or (b) (base given). In (b) every row's
+    media deltas come from the target's encoder, and each row carries the base's loss on its
+    sample (`base_loss`, read by `fimmia+loss` only)."""
     extractor = extractor or FeatureExtractor(target, cfg, cache)
     if base is not None and train_ds.has_labels:  # protocol (b) trains on known members only
         train_ds = train_ds.subset([i for i, s in enumerate(train_ds) if s.label == 1])
     tf = extractor.features(train_ds, "FiMMIA train (target)")
     if base is None:
         return tf
-    bf = FeatureExtractor(base, cfg, cache).features(train_ds, "FiMMIA train (base)")
+    bf = base_extractor(base, cfg, cache, extractor).features(train_ds, "FiMMIA train (base)")
+    tf.base_loss = bf.base_loss = bf.original_loss
     return two_model_features(tf, bf)
+
+
+def with_base_loss(fs: FeatureSet, ds: Dataset, model: FimmiaModel, cfg: FimmiaConfig, cache,
+                   extractor: FeatureExtractor) -> FeatureSet:
+    """`fs` with the base's loss on each sample, where `model` reads it (two-model `fimmia+loss`)."""
+    if model.net.cfg.loss_inputs >= 3 and fs.base_loss is None:
+        base = model.settings.get("base")
+        if base is None:
+            raise InputError("this attack model reads the base model's loss, but its settings name no base")
+        fs.base_loss = base_extractor(base, cfg, cache, extractor).original_losses(ds, "FiMMIA base losses")
+    return fs
 
 
 def with_adapter_base(cfg: FimmiaConfig, target, base) -> FimmiaConfig:
@@ -87,6 +112,7 @@ def train(
     holdout: float = 0.0,
     cache_dir=None,
     skip_bad: bool = False,
+    use_loss: bool = False,
 ) -> tuple[FimmiaModel, RunResult | None]:
     """Train an attack model on DATA (labelled, or the fine-tuning set with --base) and save it
     to `out`. With `holdout` > 0 a share of the samples is kept out of training and the model
@@ -109,6 +135,7 @@ def train(
         use_text=use_text,
         use_media=use_media,
         train_cfg=train_cfg,
+        use_loss=use_loss,
     )
     model.save(out)
     result = None
@@ -131,6 +158,9 @@ def _entries(fs: FeatureSet, models: dict[str, FimmiaModel], seconds: float) -> 
                 notes = "score-based baseline: -loss of the original sample (same losses FiMMIA uses)"
             elif name == "neighbourhood":
                 notes = "training-free baseline (Mattern et al. 2023): mean neighbour-minus-original loss"
+            if name.startswith(WITH_LOSS):
+                notes = ("variant: the original loss" + (" and the base's loss" if models[name].net.cfg.loss_inputs > 2
+                                                         else "") + " enter the loss branch beside each delta")
             entry = AttackEntry.from_scores(
                 name,
                 labels,
@@ -147,9 +177,10 @@ def evaluate(model: FimmiaModel, ds: Dataset, target, cfg: FimmiaConfig, cache, 
     """Score `ds` (never the attack's training samples) and write the contract's results."""
     assert_disjoint(model.train_ids, ds.ids)
     t0 = time.perf_counter()
-    fs = FeatureExtractor(target, cfg, cache).features(ds, "FiMMIA score")
+    extractor = FeatureExtractor(target, cfg, cache)
+    fs = with_base_loss(extractor.features(ds, "FiMMIA score"), ds, model, cfg, cache, extractor)
     seconds = time.perf_counter() - t0
-    entries, cols = _entries(fs, {"fimmia": model}, seconds)
+    entries, cols = _entries(fs, {model.settings.get("variant", "fimmia"): model}, seconds)
     table = ScoreTable(ds.ids, fs.labels)
     for name, col in cols.items():
         table.add(name, col)
@@ -256,10 +287,13 @@ def run_protocol(
         )
     full_name = list(models)[-1]
     full = models[full_name]
+    with_loss = train_model(feats, cfg, protocol=protocol, target=target, base=base, use_text=feats.text is not None,
+                            use_media=feats.media is not None, train_cfg=train_cfg, use_loss=True)
+    models[WITH_LOSS] = with_loss
     train_seconds = time.perf_counter() - t0
     assert_disjoint(full.train_ids, eval_ds.ids)
     t0 = time.perf_counter()
-    fs = extractor.features(eval_ds, "FiMMIA score")
+    fs = with_base_loss(extractor.features(eval_ds, "FiMMIA score"), eval_ds, with_loss, cfg, cache, extractor)
     entries, cols = _entries(fs, {"fimmia": full, **models}, time.perf_counter() - t0)
     section = Section(
         name=name,

@@ -42,6 +42,10 @@ class FeatureNormaliser:
     text_scale: float = 1.0
     media_scale: float = 1.0
     n_rows: int = 0
+    # the original losses' mean and std over the training samples (`fimmia+loss` only); the
+    # base's losses are scaled by the same two, so their difference keeps its meaning
+    original_mean: float = 0.0
+    original_std: float = 1.0
 
     @staticmethod
     def _scale(deltas: np.ndarray | None) -> float:
@@ -52,21 +56,31 @@ class FeatureNormaliser:
         return m if m > 1e-12 else 1.0
 
     @classmethod
-    def fit(cls, loss: np.ndarray, text: np.ndarray | None = None, media: np.ndarray | None = None):
+    def fit(cls, loss: np.ndarray, text: np.ndarray | None = None, media: np.ndarray | None = None,
+            original: np.ndarray | None = None):
         loss = np.asarray(loss, dtype=np.float64).ravel()
         if loss.size < 2:
             raise ValueError("need at least two training rows to fit the normaliser")
         std = float(loss.std(ddof=1))
+        o_mean, o_std = 0.0, 1.0
+        if original is not None:
+            original = np.asarray(original, dtype=np.float64).ravel()
+            o_mean, o_std = float(original.mean()), float(original.std(ddof=1)) if original.size > 1 else 1.0
         return cls(
             loss_mean=float(loss.mean()),
             loss_std=std if std > 1e-12 else 1.0,
             text_scale=cls._scale(text),
             media_scale=cls._scale(media),
             n_rows=int(loss.size),
+            original_mean=o_mean,
+            original_std=o_std if o_std > 1e-12 else 1.0,
         )
 
     def loss(self, deltas: np.ndarray) -> np.ndarray:
         return ((np.asarray(deltas, dtype=np.float64) - self.loss_mean) / self.loss_std).astype(np.float32)
+
+    def original(self, losses: np.ndarray) -> np.ndarray:
+        return ((np.asarray(losses, dtype=np.float64) - self.original_mean) / self.original_std).astype(np.float32)
 
     def text(self, deltas: np.ndarray) -> np.ndarray:
         return (np.asarray(deltas, dtype=np.float32) / self.text_scale).astype(np.float32)
@@ -79,7 +93,9 @@ class FeatureNormaliser:
 
     @classmethod
     def from_dict(cls, d: dict) -> FeatureNormaliser:
-        return cls(**{k: d[k] for k in ("loss_mean", "loss_std", "text_scale", "media_scale", "n_rows")})
+        # models saved before `fimmia+loss` existed have no original-loss statistics
+        return cls(**{k: d[k] for k in ("loss_mean", "loss_std", "text_scale", "media_scale", "n_rows",
+                                        "original_mean", "original_std") if k in d})
 
 
 @dataclass
@@ -92,6 +108,7 @@ class FeatureSet:
     media: np.ndarray | None = None  # (N, K, Dm)
     labels: np.ndarray | None = None  # (N,) 1 = member
     original_loss: np.ndarray | None = None  # (N,) the target's loss on each original sample
+    base_loss: np.ndarray | None = None  # (N,) the base model's loss on it (two-model protocol)
 
     def __post_init__(self):
         n, k = self.loss.shape
@@ -114,6 +131,7 @@ class FeatureSet:
             media=None if self.media is None else self.media[idx],
             labels=None if self.labels is None else self.labels[idx],
             original_loss=None if self.original_loss is None else self.original_loss[idx],
+            base_loss=None if self.base_loss is None else self.base_loss[idx],
         )
 
     @staticmethod
@@ -129,6 +147,7 @@ class FeatureSet:
             media=cat("media"),
             labels=cat("labels"),
             original_loss=cat("original_loss"),
+            base_loss=cat("base_loss"),
         )
 
 

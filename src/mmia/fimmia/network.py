@@ -30,6 +30,8 @@ MODEL_FORMAT = "mmia-fimmia/1"
 class NetConfig(BaseModel):
     """Shape of the attack network (saved in the model's config.json)."""
 
+    loss_inputs: int = Field(1, ge=1, le=3, description="1: the loss delta (faithful); 2: and the original "
+                             "loss; 3: and the base's loss (fimmia+loss)")
     text_dim: int | None = None  # None: no text branch
     media_dim: int | None = None  # None: no media branch
     branch_hidden: int = Field(64, ge=1)
@@ -54,7 +56,7 @@ class AttackNet(nn.Module):
         super().__init__()
         h = cfg.branch_hidden
         self.cfg = cfg
-        self.loss_branch = nn.Sequential(nn.Linear(1, h), nn.ReLU())
+        self.loss_branch = nn.Sequential(nn.Linear(cfg.loss_inputs, h), nn.ReLU())
         self.text_branch = nn.Sequential(nn.Linear(cfg.text_dim, h), nn.ReLU()) if cfg.text_dim else None
         self.media_branch = nn.Sequential(nn.Linear(cfg.media_dim, h), nn.ReLU()) if cfg.media_dim else None
         n_branches = 1 + (self.text_branch is not None) + (self.media_branch is not None)
@@ -114,7 +116,14 @@ class FimmiaModel:
 
     def _tensors(self, fs: FeatureSet):
         n, k = fs.loss.shape
-        loss = torch.from_numpy(self.normaliser.loss(fs.loss).reshape(n * k, 1))
+        cols = [self.normaliser.loss(fs.loss)]
+        if self.net.cfg.loss_inputs >= 2:  # fimmia+loss: the sample's own loss beside each delta
+            cols.append(np.repeat(self.normaliser.original(fs.original_loss)[:, None], k, axis=1))
+        if self.net.cfg.loss_inputs >= 3:
+            if fs.base_loss is None:
+                raise ValueError("this attack model reads the base model's loss but the features have none")
+            cols.append(np.repeat(self.normaliser.original(fs.base_loss)[:, None], k, axis=1))
+        loss = torch.from_numpy(np.stack(cols, axis=-1).reshape(n * k, len(cols)))
         text = media = None
         if self.net.text_branch is not None:
             if fs.text is None:
@@ -195,9 +204,13 @@ def train_attack(
     net: NetConfig | None = None,
     train: TrainConfig | None = None,
     settings: dict | None = None,
+    use_loss: bool = False,
 ) -> FimmiaModel:
     """Train the attack on labelled features; validation samples (not rows) are held out for
-    early stopping, and the normaliser is fit on the remaining training rows only."""
+    early stopping, and the normaliser is fit on the remaining training rows only.
+
+    `use_loss` (the `fimmia+loss` variant): the sample's own loss, and the base model's where the
+    features carry it, enter the loss branch beside each delta."""
     if features.labels is None:
         raise ValueError("training needs labelled features")
     if len(np.unique(features.labels)) != 2:
@@ -214,9 +227,11 @@ def train_attack(
     val, y_val = _rows(features, val_idx)
     use_text = use_text and features.text is not None
     use_media = use_media and features.media is not None
-    norm = FeatureNormaliser.fit(fit.loss, fit.text if use_text else None, fit.media if use_media else None)
+    norm = FeatureNormaliser.fit(fit.loss, fit.text if use_text else None, fit.media if use_media else None,
+                                 original=fit.original_loss if use_loss else None)
     net_cfg = (net or NetConfig()).model_copy(
         update={
+            "loss_inputs": 1 if not use_loss else (3 if features.base_loss is not None else 2),
             "text_dim": features.text.shape[-1] if use_text else None,
             "media_dim": features.media.shape[-1] if use_media else None,
         }

@@ -115,10 +115,15 @@ def _media_field(s: Sample) -> str | None:
 class FeatureExtractor:
     """Holds the target scorer, neighbour maker and embedders for one target and config."""
 
-    def __init__(self, target: str | Path, cfg: FimmiaConfig, cache: Cache | None = None, scorer=None):
+    def __init__(self, target: str | Path, cfg: FimmiaConfig, cache: Cache | None = None, scorer=None,
+                 media_scorer=None):
         self.cfg = cfg
         self.target = str(target)
         self.scorer = scorer or make_scorer(target, cfg)
+        # Whose encoder embeds the media with media_embedder 'target': in the two-model protocol
+        # the target's for the base's rows too, so a row's media deltas cannot tell which model
+        # made it (a signal that is gone when only the target is scored).
+        self.media_scorer = media_scorer
         self.maker = NeighbourMaker(cfg.neighbours)
         self.cache = cache
         self.text_embedder = None
@@ -140,13 +145,16 @@ class FeatureExtractor:
             "text": self.text_embedder.model_dir if self.text_embedder else None,
             "media": self.cfg.media_embedder,
         }
+        if self.media_scorer is not None and self.cfg.media_embedder == "target":
+            parts["media_from"] = self.media_scorer.fingerprint
         if self.text_embedder:
             parts["text_fp"] = fingerprint_dir(self.text_embedder.model_dir)
         return json.dumps(parts, sort_keys=True)
 
     def _media_emb(self, media_items: list[np.ndarray], field: str) -> np.ndarray:
         if self.cfg.media_embedder == "target":
-            return np.stack([self.scorer.media_embedding_of(m, field) for m in media_items])
+            encoder = self.media_scorer or self.scorer
+            return np.stack([encoder.media_embedding_of(m, field) for m in media_items])
         return self.media_embedder.encode(media_items, field, self.cfg.neighbours.sampling_rate)
 
     def compute(self, sample: Sample) -> dict[str, np.ndarray]:
@@ -187,6 +195,27 @@ class FeatureExtractor:
                 on_batch=bar.advance,
             )
         return assemble(dataset, values)
+
+
+    def original_losses(self, dataset: Dataset, description: str = "FiMMIA original losses") -> np.ndarray:
+        """(N,) this model's loss on each sample alone (no neighbours), cached per sample."""
+        from mmia.progress import progress_bar
+
+        scorer_settings = json.dumps(self.scorer.settings(), sort_keys=True)
+        keys = [make_key(self.scorer.fingerprint, s.id, sample_digest(s)[:16], "fimmia-original-loss",
+                         f"{FEATURES_VERSION}|{scorer_settings}") for s in dataset]
+
+        def compute(batch):
+            out = []
+            for s in batch:
+                mfield = _media_field(s)
+                media = decode_media(s, mfield, self.cfg.neighbours.sampling_rate) if mfield else None
+                out.append({"loss": np.array([self.scorer.score_sample(s, [], media, mfield)[0]])})
+            return out
+
+        with progress_bar(description, len(dataset), unit="samples") as bar:
+            values = cached_map(self.cache, keys, dataset.samples, compute, batch_size=8, on_batch=bar.advance)
+        return np.array([v["loss"][0] for v in values], dtype=np.float64)
 
 
 def assemble(dataset: Dataset, values: list[dict]) -> FeatureSet:

@@ -31,6 +31,24 @@ def fimmia_method(*_args, **_kwargs):
     raise InputError("fimmia is a trained attack: run `mmia fimmia train` and then `mmia fimmia score`")
 
 
+@register_attack(
+    "fimmia+loss",
+    family="neural",
+    paper=PAPER,
+    config=FimmiaConfig,
+    target_kinds=("vlm", "audio-lm"),
+    modalities=("image", "video", "audio", "text"),
+    needs_labels=True,
+)
+def fimmia_with_loss(*_args, **_kwargs):
+    """FiMMIA (arXiv 2512.02786) with the sample's own loss, and the base's, beside each delta: a variant.
+
+    The reference network sees loss changes only; this one can also use what the loss attack
+    uses. It runs through `mmia fimmia train --with-loss` and `mmia fimmia score`.
+    """
+    raise InputError("fimmia+loss is a trained attack: run `mmia fimmia train --with-loss`, then `mmia fimmia score`")
+
+
 def _best_score_attack(eval_ds, testbed, cache, seed):
     """The score attacks on the same evaluation samples (best by AUC there: optimistic for them)."""
     from mmia.attacks.runner import evaluate_scored, score_samples, select_attacks

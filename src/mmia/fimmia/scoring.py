@@ -363,4 +363,6 @@ class LlavaScorer:
                 losses = self.score_rows(rows)
             orig_loss = losses[0] if orig_loss is None else orig_loss
             nb_losses[idx] = losses[1:]
+        if orig_loss is None:  # no neighbours: the original alone (the base's losses of fimmia+loss)
+            orig_loss = self.score_rows([orig])[0]
         return orig_loss, nb_losses
