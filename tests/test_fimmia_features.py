@@ -57,3 +57,21 @@ def test_feature_set_subset_and_concat():
     assert sub.ids == ["c", "a"] and sub.labels.tolist() == [1, 1]
     both = FeatureSet.concat([sub, fs.subset([1])])
     assert both.ids == ["c", "a", "b"] and both.text.shape == (3, 2, 4)
+
+
+def test_a_neighbour_without_a_finite_loss_is_named(tmp_path):
+    import json
+
+    from mmia.data import load_dataset
+    from mmia.errors import InputError
+    from mmia.fimmia.pipeline import assemble
+
+    rows = [{"id": f"s{i}", "prompt": "p", "answer": "a b", "label": i % 2} for i in range(3)]
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    ds = load_dataset(tmp_path / "d.jsonl")
+    values = [{"orig_loss": np.array([1.0]), "nb_loss": np.array([1.5, 2.0])} for _ in rows]
+    assert assemble(ds, values).loss.shape == (3, 2)
+    values[1] = {"orig_loss": np.array([1.0]), "nb_loss": np.array([1.5, np.nan])}
+    with pytest.raises(InputError, match="sample 's1': its neighbour 1 has no finite answer loss") as err:
+        assemble(ds, values)
+    assert err.value.row == 2 and "d.jsonl" in str(err.value)

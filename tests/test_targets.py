@@ -95,3 +95,35 @@ def test_dtype_override_and_bad_dir(tiny_dir, tmp_path):  # noqa: F811
 
     with pytest.raises(ModelNotFoundError, match="config.json"):
         load_target(tmp_path)
+
+
+def test_unknown_tokens_are_scored_as_answer_text(tmp_path):
+    """A word the vocabulary lacks becomes the unknown token: it is answer text (the model's own
+    loss scores it), so an answer of unknown words still has a finite loss."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from mmia.data.schema import Sample
+    from mmia.engine.generative import answer_losses
+
+    words = ["<pad>", "<s>", "</s>", "<unk>", "describe", "the", "sound", "a", "long", "hum"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>")
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(words), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    LlamaForCausalLM(cfg).save_pretrained(tmp_path / "m")
+    fast.save_pretrained(tmp_path / "m")
+    t = load_target(tmp_path / "m")
+    s = Sample(id="x", row=1, prompt="describe the sound", answer="shorter calm clap")  # all unknown
+    e = t.encode(s)
+    assert (e.input_ids[e.codes == ANSWER] == 3).sum() == 3
+    [loss] = answer_losses(t, [s])
+    ids = torch.from_numpy(e.input_ids)[None]
+    labels = torch.where(torch.from_numpy(e.codes == ANSWER)[None], ids, -100)
+    with torch.no_grad():
+        own = t.model(input_ids=ids, labels=labels).loss.item()
+    assert np.isfinite(loss) and loss == pytest.approx(own, rel=1e-5)

@@ -267,6 +267,8 @@ def train_attack(
             stale += 1
             if stale >= train.patience:
                 break
+    if best_state is None:
+        raise ValueError("the validation loss was never finite: the features hold NaN or infinite values")
     model.net.load_state_dict(best_state)
     model.net.eval()
     model.train_ids = sorted(set(features.ids))

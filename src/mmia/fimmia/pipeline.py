@@ -223,6 +223,12 @@ def assemble(dataset: Dataset, values: list[dict]) -> FeatureSet:
     ks = {len(v["nb_loss"]) for v in values}
     if len(ks) != 1:
         raise InputError("samples have different neighbour counts; rerun with one configuration", dataset.path)
+    for s, v in zip(dataset.samples, values, strict=True):
+        bad = [i for i, x in enumerate(np.atleast_1d(v["nb_loss"])) if not np.isfinite(x)]
+        if not np.isfinite(v["orig_loss"][0]) or bad:
+            what = "the sample itself" if not np.isfinite(v["orig_loss"][0]) else f"its neighbour {bad[0]}"
+            raise InputError(f"sample '{s.id}': {what} has no finite answer loss (no answer token left to score)",
+                             dataset.path, s.row)
     has_text = all("orig_text" in v for v in values)
     has_media = all("orig_media" in v for v in values)
     labels = dataset.labels() if dataset.has_labels else None

@@ -41,8 +41,9 @@ def _joined(prompt_part: str, answer: str, has_prompt: bool) -> tuple[str, str]:
     return prompt_part, prompt_part + " " + answer
 
 
-# Bump when `_Generative._as_written` changes which prompts it keeps (cache keys follow it).
-_AS_WRITTEN_RULES = "1"  # also covers the role markers the lowercase view keeps
+# Bump when `_Generative._as_written` changes which prompts it keeps, or which tokens count as
+# answer (cache keys follow it). 2: the unknown token is scored as answer text.
+_AS_WRITTEN_RULES = "2"  # also covers the role markers the lowercase view keeps
 
 
 def _common_prefix(a, b) -> int:
@@ -67,7 +68,11 @@ class _Generative:
         self.dtype = dtype
         self.fingerprint = fingerprint
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.special_ids = np.array(sorted(set(tokenizer.all_special_ids)), dtype=np.int64)
+        # The unknown token stands for text (a word the vocabulary lacks), so it is scored like
+        # any answer token, as the model's own loss scores it; the other special tokens are layout.
+        unk = tokenizer.unk_token_id
+        layout = {tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id}
+        self.special_ids = np.array(sorted(set(tokenizer.all_special_ids) - ({unk} - layout)), dtype=np.int64)
         self.media_token_id: int | None = None
         self.max_positions = self._max_positions()
 
