@@ -215,6 +215,8 @@ def test_registered_and_demo_step(llava, data, tmp_path):
     assert len(out) == 1
     section, table = out[0]
     names = [a.name for a in section.attacks]
-    assert {"fimmia", "fimmia:loss", "fimmia:loss+text", "fimmia:loss+text+media", "loss"} <= set(names)
+    assert {"fimmia", "fimmia:loss", "fimmia:loss+text", "fimmia:loss+text+media", "fimmia+loss", "loss",
+            "neighbourhood:chosen", "neighbourhood:answer/swap", "neighbourhood:image/blur"} <= set(names)
+    assert set(table.columns) >= set(names)
     assert any(n.startswith("best score attack") for n in names)
     assert len(table.ids) == 12 and section.dataset.n_members == 6

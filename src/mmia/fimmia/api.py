@@ -173,6 +173,31 @@ def _entries(fs: FeatureSet, models: dict[str, FimmiaModel], seconds: float) -> 
     return entries, cols
 
 
+def _technique_entries(train_fs: FeatureSet, train_ds: Dataset, eval_fs: FeatureSet, eval_ds: Dataset,
+                       extractor: FeatureExtractor) -> tuple[list[AttackEntry], dict]:
+    """The training-free neighbourhood score per (field, technique) on the evaluation samples, and
+    the subset of techniques chosen on the training rows (AUC above 0.5 there) scored alike."""
+    from mmia.fimmia.techniques import choose_techniques, subset_score, technique_scores
+
+    by_id = {s.id: s for s in train_ds.samples}
+    train_scores = technique_scores(train_fs, [extractor.maker.plan(by_id[i]) for i in train_fs.ids])
+    chosen, train_aucs = choose_techniques(train_scores, train_fs.labels)
+    scores = technique_scores(eval_fs, [extractor.maker.plan(s) for s in eval_ds.samples])
+    cols = {f"neighbourhood:{n}": v for n, v in scores.items() if np.isfinite(v).all()}
+    cols["neighbourhood:chosen"] = subset_score(scores, chosen)
+    entries = []
+    for name, col in cols.items():
+        tech = name.split(":", 1)[1]
+        if tech == "chosen":
+            notes = ("training-free, the techniques chosen on the training rows (AUC above 0.5 there): "
+                     + ", ".join(f"{n} {train_aucs[n]:.3f}" for n in chosen))
+        else:
+            on_train = train_aucs.get(tech, float("nan"))
+            notes = f"training-free, neighbours of {tech} only (AUC on the training rows {on_train:.3f})"
+        entries.append(AttackEntry.from_scores(name, eval_fs.labels, col, notes=notes))
+    return entries, cols
+
+
 def evaluate(model: FimmiaModel, ds: Dataset, target, cfg: FimmiaConfig, cache, out_dir=None) -> RunResult:
     """Score `ds` (never the attack's training samples) and write the contract's results."""
     assert_disjoint(model.train_ids, ds.ids)
@@ -295,6 +320,10 @@ def run_protocol(
     t0 = time.perf_counter()
     fs = with_base_loss(extractor.features(eval_ds, "FiMMIA score"), eval_ds, with_loss, cfg, cache, extractor)
     entries, cols = _entries(fs, {"fimmia": full, **models}, time.perf_counter() - t0)
+    if fs.labels is not None and len(np.unique(fs.labels)) == 2:
+        t_entries, t_cols = _technique_entries(feats, train_ds, fs, eval_ds, extractor)
+        entries += t_entries
+        cols.update(t_cols)
     section = Section(
         name=name,
         command="fimmia",
