@@ -27,6 +27,7 @@ Value = dict[str, np.ndarray]
 
 
 def default_cache_dir() -> Path:
+    """mmia's cache root: the value cache, and the testbeds in its `testbeds/` folder."""
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("mmia", appauthor=False))

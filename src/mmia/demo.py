@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmia.attacks.registry import list_demo_steps
+from mmia.cache import default_cache_dir
 from mmia.demo_jobs import DemoJobs
 from mmia.progress import progress_bar
 from mmia.results import RunResult, ScoreTable, Section, write_results
 from mmia.testbeds.base import DemoContext, Testbed, list_testbeds
-from mmia.testbeds.build import default_cache_dir
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Pure numpy scoring functions of the score-based attacks: higher = more likely a member.
 
 Each takes per-token arrays of one sample (already restricted to one slice) and returns one
-float; each has a known-answer test in tests/test_scoring.py. The papers:
+float; each has a known-answer test in tests/test_attack_scoring.py. The papers:
 
 - loss: Yeom et al., "Privacy Risk in Machine Learning", CSF 2018 (the negative mean NLL).
 - zlib, lowercase, reference: Carlini et al., "Extracting Training Data from Large Language

@@ -13,17 +13,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from mmia.cache import default_cache_dir
 from mmia.errors import InputError
 from mmia.testbeds.base import Testbed, TestbedSpec, list_testbeds
 
 COMPLETE = ".complete"  # written last inside the temp folder; an entry without it is never used
-
-
-def default_cache_dir() -> Path:
-    """mmia's cache root (testbeds live in its `testbeds/` folder)."""
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("mmia"))
 
 
 def get_spec(name: str) -> TestbedSpec:

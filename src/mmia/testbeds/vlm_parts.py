@@ -2,7 +2,7 @@
 
 Everything is built here from scratch in transformers' own classes, so the saved directory
 loads with `AutoProcessor` and `AutoModelForImageTextToText` like any LLaVA checkpoint
-(see docs/TRANSFORMERS-NOTES.md for the settings a small LLaVA needs).
+(see the shared TRANSFORMERS-NOTES.md, beside the project's docs, for the settings a small LLaVA needs).
 """
 
 from __future__ import annotations
