@@ -171,3 +171,20 @@ def test_cli_ray_bad_input_is_one_line_naming_file_and_row_exit_2(tiny_dir, tmp_
     err = capsys.readouterr().err
     assert exc.value.code == 2 and len(err.strip().splitlines()) == 1
     assert f"{data}, row 2" in err and "'text' must be a string" in err
+
+
+def test_media_that_fails_to_decode_in_a_worker_names_its_row_or_is_skipped(tiny_dir, ray_cluster, tmp_path):  # noqa: F811
+    from mmia.data import load_dataset
+    from mmia.errors import InputError
+
+    ds = load_dataset(write_media_dataset(tmp_path / "d", n=6))
+    Path(ds[2].image).write_bytes(b"not an image any more")  # after validation: the worker finds it
+    with pytest.raises(InputError, match="row 3"):
+        run_attack(ds, tiny_dir("llava"), attacks=["loss"], out_dir=tmp_path / "o1", engine="ray", workers=2,
+                   block_rows=3)
+    res, table = run_attack(ds, tiny_dir("llava"), attacks=["loss"], out_dir=tmp_path / "o2", engine="ray",
+                            workers=2, block_rows=3, skip_bad=True)
+    local, ltable = run_attack(ds, tiny_dir("llava"), attacks=["loss"], cache_dir=tmp_path / "c", skip_bad=True)
+    assert [s["id"] for s in res.skipped] == ["s2"] == [s["id"] for s in local.skipped]
+    assert res.dataset.n_samples == 5 and res.dataset.n_skipped == 1
+    _assert_same_scores(table, ltable)
