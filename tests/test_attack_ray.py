@@ -1,8 +1,8 @@
 """`mmia attack --engine ray`: the local engine's scores from Ray Data actors, resumable from shards,
 a killed worker restarted with no sample lost or counted twice, a killed driver resumed by a rerun.
 
-One 2-CPU local cluster (no dashboard) serves the whole module; subprocess drivers join it with
---ray-address.
+One 2-CPU local cluster (no dashboard; conftest's session fixture `ray_cluster`) serves them all;
+subprocess drivers join it with --ray-address.
 """
 
 import json
@@ -30,14 +30,6 @@ torch.set_num_threads(1)
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 N = 24
 ATTACKS = ["loss", "zlib", "lowercase", "min_k", "min_k_pp", "max_prob_gap", "mod_renyi"]
-
-
-@pytest.fixture(scope="session")
-def ray_cluster():
-    """A local 2-CPU Ray cluster without the dashboard; its GCS address for subprocess drivers."""
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024**2, logging_level="WARNING")
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +81,7 @@ def test_ray_engine_equals_local_and_a_rerun_computes_only_what_no_shard_holds(s
     shard = sorted((out / SHARDS).glob("*/rows-*.parquet"))[2]
     lost = len(pd.read_parquet(shard))
     shard.unlink()
-    third, table3 = run_attack(data, model, attacks=ATTACKS, out_dir=out, batch_size=4, engine="ray", workers=2)
+    third, table3 = run_attack(data, model, attacks=ATTACKS, out_dir=out, batch_size=4, engine="ray", workers=1)
     assert third.settings["ray"]["computed"] == lost and third.settings["ray"]["reused"] == N - lost
     _assert_same_scores(table3, expected)
 
@@ -131,9 +123,9 @@ def test_cli_driver_killed_mid_run_then_rerun_computes_only_the_rest(setup, ray_
     out = tmp_path / "out"
     args = ["attack", str(data), "--target", str(model), "--attacks", ",".join(ATTACKS), "--out", str(out),
             "--batch-size", "4", "--engine", "ray", "--ray-address", ray_cluster, "--workers", "1"]
-    # 24 rows, one worker, batch 4: 3 blocks of 8; each block waits 3 s, so the driver is killed
+    # 24 rows, one worker, batch 4: 3 blocks of 8; each block waits 2 s, so the driver is killed
     # after the first shard lands and before the last.
-    proc = _cli(*args, env_extra={FAULT_ENV: "delay:3"})
+    proc = _cli(*args, env_extra={FAULT_ENV: "delay:2"})
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not list((out / SHARDS).glob("*/rows-*.parquet")):
         time.sleep(0.1)

@@ -211,7 +211,7 @@ class ScoreWorker:
         out = {"name": [], "shard": [], "n": [], "error": [], "error_row": []}
         for block_rows in batch["rows"]:
             rows = [int(r) for r in str(block_rows).split(",")]
-            t0 = time.perf_counter()
+            t0, c0, started = time.perf_counter(), time.process_time(), time.time()
             cache = Cache(self.cache_dir) if self.cache_dir is not None else None
             try:
                 samples = _rows_of(self.path, rows)
@@ -229,13 +229,27 @@ class ScoreWorker:
                 if cache is not None:
                     cache.close()
             digest = hashlib.sha256("\n".join(s.id for s in samples).encode()).hexdigest()[:12]
-            meta = {**self.meta, "pid": os.getpid(), "block_seconds": time.perf_counter() - t0}
+            meta = {**self.meta, "pid": os.getpid(), "block_seconds": time.perf_counter() - t0,
+                    "block_cpu_seconds": time.process_time() - c0, "started": started, "finished": time.time(),
+                    "peak_rss_mib": _peak_rss_mib()}
             out["name"].append(f"rows-{min(rows):09d}-{digest}.parquet")
             out["shard"].append(shard_bytes(samples, scored, meta))
             out["n"].append(len(samples))
             out["error"].append("")
             out["error_row"].append(-1)
         return out
+
+
+def _peak_rss_mib() -> float | None:
+    """This process's peak resident memory so far (Linux and macOS), or None."""
+    try:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
+    except (ImportError, OSError):
+        return None
 
 
 def _write_atomic(path: Path, blob: bytes) -> None:
