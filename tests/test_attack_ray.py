@@ -180,3 +180,17 @@ def test_media_that_fails_to_decode_in_a_worker_names_its_row_or_is_skipped(tiny
     assert [s["id"] for s in res.skipped] == ["s2"] == [s["id"] for s in local.skipped]
     assert res.dataset.n_samples == 5 and res.dataset.n_skipped == 1
     _assert_same_scores(table, ltable)
+
+
+def test_cli_ray_address_with_no_cluster_is_one_line_exit_2(tiny_dir, tmp_path):  # noqa: F811
+    import socket
+
+    data = write_media_dataset(tmp_path / "d", n=2, image=False, prompt=False)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = _cli("attack", str(data), "--target", str(tiny_dir("causal_lm")), "--out", str(tmp_path / "o"),
+                "--engine", "ray", "--ray-address", f"127.0.0.1:{port}")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"cannot join the Ray cluster at --ray-address 127.0.0.1:{port}" in err

@@ -58,6 +58,21 @@ def _quiet_ray(ray) -> None:
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # its INFO/WARNING lines retell our own progress
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A host:port that takes no TCP connection is refused at once (Ray itself retries for minutes)."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise InputError(f"cannot join the Ray cluster at --ray-address {address} (no answer: "
+                         f"{exc.strerror or exc}); start one with `ray start --head`, or leave --ray-address "
+                         "out for a local one") from None
+
+
 @contextmanager
 def ray_session(address: str | None = None):
     """Yield a RaySession on the cluster at `address`.
@@ -76,6 +91,7 @@ def ray_session(address: str | None = None):
                 ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
                 started = True
             else:
+                _check_reachable(address)
                 ray.init(address=address, **{k: v for k, v in kwargs.items() if k != "include_dashboard"})
         except ConnectionError as exc:
             first = (str(exc).strip().splitlines() or ["no cluster there"])[0]
