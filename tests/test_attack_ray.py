@@ -29,18 +29,24 @@ ray = pytest.importorskip("ray")
 torch.set_num_threads(1)
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 N = 24
-ATTACKS = ["loss", "zlib", "lowercase", "min_k", "min_k_pp", "max_prob_gap", "mod_renyi"]
+ATTACKS = ["loss", "zlib", "lowercase", "min_k", "min_k_pp", "max_prob_gap", "mod_renyi", "reference"]
 
 
 @pytest.fixture(scope="module")
 def setup(tiny_dir, tmp_path_factory):  # noqa: F811
-    """A text set of N rows, the tiny causal LM, and the local engine's results on them."""
+    """A text set of N rows, the tiny causal LM (a tiny GPT-2 its reference), and the local engine's results."""
     root = tmp_path_factory.mktemp("ray-attack")
     data = write_media_dataset(root / "d", n=N, image=False, prompt=False)
     model = tiny_dir("causal_lm")
-    local, table = run_attack(data, model, attacks=ATTACKS, out_dir=root / "local", cache_dir=root / "cache",
-                              batch_size=4)
-    return data, model, local, table
+    local, table = run_attack(data, model, attacks=ATTACKS, reference_dir=tiny_dir("gpt2"), out_dir=root / "local",
+                              cache_dir=root / "cache", batch_size=4)
+    return data, model, tiny_dir("gpt2"), local, table
+
+
+def _ray(setup, out, attacks=ATTACKS, **kw):
+    """`run_attack` on the Ray engine, on the set-up's data, target and reference."""
+    data, model, ref = setup[:3]
+    return run_attack(data, model, attacks=attacks, reference_dir=ref, out_dir=out, batch_size=4, engine="ray", **kw)
 
 
 def _assert_same_scores(table, expected, expected_result=None, result=None):
@@ -59,10 +65,9 @@ def _shard_ids(out: Path) -> list[str]:
 
 
 def test_ray_engine_equals_local_and_a_rerun_computes_only_what_no_shard_holds(setup, ray_cluster, tmp_path):
-    data, model, local, expected = setup
+    data, model, ref, local, expected = setup
     out = tmp_path / "out"
-    res, table = run_attack(data, model, attacks=ATTACKS, out_dir=out, batch_size=4, engine="ray", workers=2,
-                            block_rows=5)
+    res, table = _ray(setup, out, workers=2, block_rows=5)
     _assert_same_scores(table, expected, local, res)
     assert res.settings["ray"]["computed"] == N and res.settings["ray"]["reused"] == 0
     assert res.settings["ray"]["blocks"] == 5 and res.settings["engine"]["target"]["computed"] == N
@@ -73,7 +78,7 @@ def test_ray_engine_equals_local_and_a_rerun_computes_only_what_no_shard_holds(s
     assert json.loads((out / "results.json").read_text())["settings"]["engine_kind"] == "ray"
 
     # a rerun finds every id in the shards and starts no worker
-    again, table2 = run_attack(data, model, attacks=ATTACKS, out_dir=out, batch_size=4, engine="ray", workers=2)
+    again, table2 = _ray(setup, out, workers=2)
     assert again.settings["ray"] == {**again.settings["ray"], "computed": 0, "reused": N}
     _assert_same_scores(table2, expected)
 
@@ -81,12 +86,12 @@ def test_ray_engine_equals_local_and_a_rerun_computes_only_what_no_shard_holds(s
     shard = sorted((out / SHARDS).glob("*/rows-*.parquet"))[2]
     lost = len(pd.read_parquet(shard))
     shard.unlink()
-    third, table3 = run_attack(data, model, attacks=ATTACKS, out_dir=out, batch_size=4, engine="ray", workers=1)
+    third, table3 = _ray(setup, out, workers=1)
     assert third.settings["ray"]["computed"] == lost and third.settings["ray"]["reused"] == N - lost
     _assert_same_scores(table3, expected)
 
     # another configuration (other attacks) writes to its own shard folder and reuses nothing
-    other, loss_only = run_attack(data, model, attacks=["loss"], out_dir=out, batch_size=4, engine="ray", workers=1)
+    other, loss_only = _ray(setup, out, attacks=["loss"], workers=1)
     assert other.settings["ray"]["reused"] == 0 and len(list((out / SHARDS).iterdir())) == 2
     assert list(loss_only.columns) == ["loss"]
     np.testing.assert_allclose(loss_only.columns["loss"], expected.columns["loss"], atol=1e-5, rtol=0)
@@ -94,12 +99,11 @@ def test_ray_engine_equals_local_and_a_rerun_computes_only_what_no_shard_holds(s
 
 def test_a_worker_killed_mid_run_is_restarted_and_no_sample_is_lost_or_counted_twice(setup, ray_cluster, tmp_path,
                                                                                      monkeypatch):
-    data, model, local, expected = setup
+    data, model, ref, local, expected = setup
     marker = tmp_path / "killed"
     monkeypatch.setenv(FAULT_ENV, f"kill-once:{marker}")
     out = tmp_path / "out"
-    res, table = run_attack(data, model, attacks=ATTACKS, out_dir=out, batch_size=4, engine="ray", workers=2,
-                            block_rows=4)
+    res, table = _ray(setup, out, workers=2, block_rows=4)
     assert marker.exists()  # a worker SIGKILLed itself in its first block
     pid = int(marker.read_text())
     with pytest.raises(ProcessLookupError):
@@ -119,9 +123,10 @@ def _cli(*args, env_extra=None, **kw):
 
 
 def test_cli_driver_killed_mid_run_then_rerun_computes_only_the_rest(setup, ray_cluster, tmp_path):
-    data, model, local, expected = setup
+    data, model, ref, local, expected = setup
     out = tmp_path / "out"
-    args = ["attack", str(data), "--target", str(model), "--attacks", ",".join(ATTACKS), "--out", str(out),
+    args = ["attack", str(data), "--target", str(model), "--attacks", ",".join(ATTACKS), "--reference", str(ref),
+            "--out", str(out),
             "--batch-size", "4", "--engine", "ray", "--ray-address", ray_cluster, "--workers", "1"]
     # 24 rows, one worker, batch 4: 3 blocks of 8; each block waits 2 s, so the driver is killed
     # after the first shard lands and before the last.
