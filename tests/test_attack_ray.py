@@ -199,3 +199,18 @@ def test_cli_ray_address_with_no_cluster_is_one_line_exit_2(tiny_dir, tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2 and len(err.strip().splitlines()) == 1, err
     assert f"cannot join the Ray cluster at --ray-address 127.0.0.1:{port}" in err
+
+
+def test_cli_default_starts_and_stops_its_own_local_cluster(setup, tmp_path):
+    """No --ray-address: mmia starts a local cluster of this machine's CPUs itself and shuts it down."""
+    data, model, ref, local, expected = setup
+    out = tmp_path / "out"
+    proc = _cli("attack", str(data), "--target", str(model), "--attacks", "loss,min_k", "--out", str(out),
+                "--batch-size", "4", "--engine", "ray", "--workers", "1", "--cpus-per-worker", "1")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    assert res["settings"]["ray"]["started_here"] is True and res["settings"]["ray"]["computed"] == N
+    df = pd.read_parquet(out / "scores.parquet")
+    for name in ("loss", "min_k"):
+        np.testing.assert_allclose(df[name].to_numpy(), expected.columns[name], atol=1e-5, rtol=0, err_msg=name)

@@ -88,7 +88,8 @@ def ray_session(address: str | None = None):
         kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True)
         try:
             if address is None:
-                ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
+                # "local": a new cluster even where a `ray start` one or RAY_ADDRESS exists
+                ray.init(address="local", num_cpus=os.cpu_count() or 1, **kwargs)
                 started = True
             else:
                 _check_reachable(address)
