@@ -27,10 +27,8 @@ device; another configuration writes to another shard folder.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,11 +37,19 @@ import numpy as np
 
 from mmia.attacks.runner import Scored, attack_result, plan_attack, score_samples, write_attack_outputs
 from mmia.data.schema import MEDIA_FIELDS, Dataset, Sample, SkippedRow
+from mmia.engine.ray_blocks import (  # noqa: F401  (SHARDS, done_ids: what callers of this module read)
+    META_KEY,
+    SHARDS,
+    BlockWorker,
+    done_ids,
+    file_digest,
+    model_digest,
+    run_blocks,
+    shard_folder,
+)
 from mmia.errors import InputError
 
-SHARDS = "shards"
 SCORE_PREFIX = "score:"  # score columns in a shard, apart from id/row/label/skipped
-META_KEY = b"mmia"
 
 
 @dataclass
@@ -94,62 +100,20 @@ def index_rows(data, skip_bad: bool) -> RowIndex:
     return index
 
 
-def _file_digest(path: Path) -> str:
-    """sha256 of the data file's bytes (of every file, by relative path, for a datasets directory)."""
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
-def _model_digest(path) -> str | None:
-    """The cache's fingerprint of a model directory, plus its JSON files (a PEFT adapter's config)."""
-    from mmia.cache import fingerprint_dir
-
-    if path is None:
-        return None
-    p = Path(path)
-    h = hashlib.sha256(fingerprint_dir(p).encode())
-    for f in sorted(p.glob("*.json")):
-        h.update(f.name.encode() + f.read_bytes())
-    return h.hexdigest()[:20]
-
-
 def run_key(*, index: RowIndex, target_dir, reference_dir, base, specs, configs, device, dtype, skip_bad) -> dict:
     from mmia.targets.token_stats import STATS_VERSION
 
     return {
-        "data": _file_digest(index.path),
-        "target": _model_digest(target_dir),
-        "base": _model_digest(base),
-        "reference": _model_digest(reference_dir),
+        "data": file_digest(index.path),
+        "target": model_digest(target_dir),
+        "base": model_digest(base),
+        "reference": model_digest(reference_dir),
         "attacks": {s.name: configs[s.name].model_dump(mode="json") for s in specs},
         "stats_version": STATS_VERSION,
         "device": device or "auto",
         "dtype": dtype or "auto",
         "skip_bad": skip_bad,
     }
-
-
-def _rows_of(path: Path, rows: list[int]) -> list[Sample]:
-    """The samples at the given row numbers, read from the file (they were validated by the driver)."""
-    from mmia.data.loading import scan_samples
-
-    want, last, found = set(rows), max(rows), {}
-    for item in scan_samples(path, skip_bad=True, check_media_files=False):
-        if isinstance(item, Sample) and item.row in want:
-            found[item.row] = item
-        if item.row >= last:
-            break
-    missing = [r for r in rows if r not in found]
-    if missing:
-        raise InputError("changed while the run was reading it (the row is gone or no longer valid)", path,
-                         missing[0])
-    return [found[r] for r in rows]
 
 
 def shard_bytes(samples: list[Sample], scored: Scored, meta: dict) -> bytes:
@@ -177,108 +141,42 @@ def shard_bytes(samples: list[Sample], scored: Scored, meta: dict) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-class ScoreWorker:
-    """A Ray Data actor: the target loaded once; each call scores one block of rows with `score_samples`."""
+class ScoreWorker(BlockWorker):
+    """A Ray Data actor: the target loaded once; each block of rows scored with `score_samples`."""
 
     def __init__(self, *, path: str, target_dir: str, kind: str, base: str | None, reference_dir: str | None,
                  attacks: dict, device, dtype, cache_dir, batch_size: int, skip_bad: bool, threads: int,
                  allow_download: bool = False, fault: str | None = None):
-        import torch
-
-        from mmia import offline, progress
+        super().__init__(path=path, threads=threads, fault=fault)
+        from mmia import offline
         from mmia.attacks.registry import get_attack
         from mmia.targets import load_target
 
-        torch.set_num_threads(max(1, threads))
-        progress.set_quiet(True)
-        progress.quiet_libraries()
         offline.configure(allow_download=allow_download)
-        self.path = Path(path)
         self.specs = [get_attack(name) for name in attacks]
         self.configs = {name: get_attack(name).make_config(**cfg) for name, cfg in attacks.items()}
         self.target = load_target(target_dir, kind=kind, device=device, dtype=dtype, base=base)
         self.reference = (load_target(reference_dir, device=self.target.device, dtype=dtype)
                           if reference_dir is not None else None)
-        self.cache_dir, self.batch_size, self.skip_bad, self.fault = cache_dir, batch_size, skip_bad, fault
+        self.cache_dir, self.batch_size, self.skip_bad = cache_dir, batch_size, skip_bad
         self.meta = {"device": str(self.target.device), "dtype": str(self.target.dtype).removeprefix("torch."),
                      "target_kind": self.target.kind, "fingerprint": self.target.fingerprint}
 
-    def __call__(self, batch: dict) -> dict:
+    def shard(self, samples: list[Sample]) -> bytes:
         from mmia.cache import Cache
-        from mmia.engine.ray_cluster import fault_hook
 
-        fault_hook(self.fault)
-        out = {"name": [], "shard": [], "n": [], "error": [], "error_row": []}
-        for block_rows in batch["rows"]:
-            rows = [int(r) for r in str(block_rows).split(",")]
-            t0, c0, started = time.perf_counter(), time.process_time(), time.time()
-            cache = Cache(self.cache_dir) if self.cache_dir is not None else None
-            try:
-                samples = _rows_of(self.path, rows)
-                scored = score_samples(Dataset(self.path, samples), self.target, self.specs,
-                                       reference=self.reference, configs=self.configs, cache=cache,
-                                       batch_size=self.batch_size, skip_bad=self.skip_bad, progress=False)
-            except InputError as exc:
-                out["name"].append("")
-                out["shard"].append(b"")
-                out["n"].append(0)
-                out["error"].append(exc.reason)
-                out["error_row"].append(-1 if exc.row is None else int(exc.row))
-                continue
-            finally:
-                if cache is not None:
-                    cache.close()
-            digest = hashlib.sha256("\n".join(s.id for s in samples).encode()).hexdigest()[:12]
-            meta = {**self.meta, "pid": os.getpid(), "block_seconds": time.perf_counter() - t0,
-                    "block_cpu_seconds": time.process_time() - c0, "started": started, "finished": time.time(),
-                    "peak_rss_mib": _peak_rss_mib()}
-            out["name"].append(f"rows-{min(rows):09d}-{digest}.parquet")
-            out["shard"].append(shard_bytes(samples, scored, meta))
-            out["n"].append(len(samples))
-            out["error"].append("")
-            out["error_row"].append(-1)
-        return out
-
-
-def _peak_rss_mib() -> float | None:
-    """This process's peak resident memory so far (Linux and macOS), or None."""
-    try:
-        import resource
-        import sys
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
-    except (ImportError, OSError):
-        return None
-
-
-def _write_atomic(path: Path, blob: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(blob)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
-
-
-def read_shards(shard_dir: Path, columns: list[str] | None = None) -> list:
-    """Every whole shard of a run (pyarrow tables, by file name); unreadable ones are dropped."""
-    import pyarrow.parquet as pq
-
-    tables = []
-    for p in sorted(shard_dir.glob("rows-*.parquet")):
+        t0, c0, started = time.perf_counter(), time.process_time(), time.time()
+        cache = Cache(self.cache_dir) if self.cache_dir is not None else None
         try:
-            tables.append(pq.read_table(p, columns=columns))
-        except Exception:  # noqa: BLE001  (a shard is renamed into place whole; this is not one of ours)
-            p.unlink(missing_ok=True)
-    return tables
-
-
-def done_ids(shard_dir: Path) -> set[str]:
-    done: set[str] = set()
-    for t in read_shards(shard_dir, columns=["id"]):
-        done.update(t.column("id").to_pylist())
-    return done
+            scored = score_samples(Dataset(self.path, samples), self.target, self.specs, reference=self.reference,
+                                   configs=self.configs, cache=cache, batch_size=self.batch_size,
+                                   skip_bad=self.skip_bad, progress=False)
+        finally:
+            if cache is not None:
+                cache.close()
+        meta = {**self.meta, **self.facts(), "block_seconds": time.perf_counter() - t0,
+                "block_cpu_seconds": time.process_time() - c0, "started": started, "finished": time.time()}
+        return shard_bytes(samples, scored, meta)
 
 
 def merge_shards(index: RowIndex, shard_dir: Path, specs, new_shards: set[str]) -> tuple[Scored, dict]:
@@ -332,23 +230,13 @@ def merge_shards(index: RowIndex, shard_dir: Path, specs, new_shards: set[str]) 
     return scored, meta_any
 
 
-def _block_size(n_todo: int, workers: int, batch_size: int, block_rows: int | None) -> int:
-    if block_rows is not None:
-        return max(1, block_rows)
-    size = math.ceil(n_todo / (4 * workers)) if n_todo else 1
-    size = batch_size * math.ceil(size / batch_size)  # whole forward batches
-    return int(min(max(size, batch_size), 1024))
-
-
 def run_attack_ray(data, target_dir, *, attacks=None, reference_dir=None, out_dir=None, batch_size: int = 8,
                    device=None, dtype=None, cache_dir=None, skip_bad: bool = False, configs: dict | None = None,
                    seed: int = 0, base_dir=None, ray_address: str | None = None, workers: int = 1,
                    gpus_per_worker: float = 0.0, cpus_per_worker: float | None = None,
                    block_rows: int | None = None):
     """`run_attack` on Ray Data actors; the same (RunResult, ScoreTable), plus shards in `out_dir/shards/`."""
-    from mmia.engine.ray_cluster import FAULT_ENV, ray_session, worker_resources
     from mmia.offline import downloads_allowed
-    from mmia.progress import progress_bar
 
     if out_dir is None:
         raise InputError("--engine ray keeps each sample's scores in the results folder: give --out")
@@ -360,44 +248,23 @@ def run_attack_ray(data, target_dir, *, attacks=None, reference_dir=None, out_di
     base = peft.base if peft else None
     key = run_key(index=index, target_dir=target_dir, reference_dir=reference_dir, base=base, specs=specs,
                   configs=configs, device=device, dtype=dtype, skip_bad=skip_bad)
-    key_digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    shard_dir = Path(out_dir) / SHARDS / key_digest
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    (shard_dir / "run.json").write_text(json.dumps(key, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    shard_dir = shard_folder(out_dir, key)
     done = done_ids(shard_dir)
     todo = [r for r, sid in zip(index.rows, index.ids, strict=True) if sid not in done]
     new_shards: set[str] = set()
     ray_info = {"workers": workers, "gpus_per_worker": gpus_per_worker, "shards": str(shard_dir),
                 "reused": len(index) - len(todo), "computed": 0}
     if todo:
-        with ray_session(ray_address) as session:
-            import ray
-
-            remote = worker_resources(session, workers, gpus_per_worker, cpus_per_worker)
-            size = _block_size(len(todo), workers, batch_size, block_rows)
-            blocks = [todo[s:s + size] for s in range(0, len(todo), size)]
-            ds = ray.data.from_items([{"rows": ",".join(map(str, b))} for b in blocks])
-            kwargs = dict(path=str(index.path), target_dir=str(target_dir), kind=kind,
-                          base=None if base is None else str(base),
-                          reference_dir=None if reference_dir is None else str(reference_dir),
-                          attacks={n: c.model_dump(mode="json") for n, c in configs.items()}, device=device,
-                          dtype=dtype, cache_dir=None if cache_dir is None else str(cache_dir),
-                          batch_size=batch_size, skip_bad=skip_bad, threads=int(remote["num_cpus"]),
-                          allow_download=downloads_allowed(), fault=os.environ.get(FAULT_ENV) or None)
-            ds = ds.map_batches(ScoreWorker, batch_size=1, batch_format="numpy", fn_constructor_kwargs=kwargs,
-                                **{k: v for k, v in remote.items() if v is not None})
-            ray_info.update(address=session.address, started_here=session.started_here,
-                            cpus_per_worker=remote["num_cpus"], blocks=len(blocks), block_rows=size)
-            with progress_bar(f"scoring {len(todo)} samples on {workers} Ray worker(s)", len(todo),
-                              unit="samples") as bar:
-                for out in ds.iter_rows():
-                    if out["error"]:
-                        row = int(out["error_row"])
-                        raise InputError(str(out["error"]), index.path, row if row >= 0 else None)
-                    _write_atomic(shard_dir / str(out["name"]), bytes(out["shard"]))
-                    new_shards.add(str(out["name"]))
-                    ray_info["computed"] += int(out["n"])
-                    bar.advance(int(out["n"]))
+        kwargs = dict(target_dir=str(target_dir), kind=kind, base=None if base is None else str(base),
+                      reference_dir=None if reference_dir is None else str(reference_dir),
+                      attacks={n: c.model_dump(mode="json") for n, c in configs.items()}, device=device,
+                      dtype=dtype, cache_dir=None if cache_dir is None else str(cache_dir), batch_size=batch_size,
+                      skip_bad=skip_bad, allow_download=downloads_allowed())
+        info, new_shards = run_blocks(path=index.path, todo=todo, worker=ScoreWorker, kwargs=kwargs,
+                                      shard_dir=shard_dir, ray_address=ray_address, workers=workers,
+                                      gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
+                                      batch_size=batch_size, block_rows=block_rows, description="scoring")
+        ray_info.update(info)
     scored, meta = merge_shards(index, shard_dir, specs, new_shards)
     settings = {"batch_size": batch_size, "device": meta.get("device"), "dtype": meta.get("dtype"),
                 "target_kind": meta.get("target_kind", kind), "engine": scored.counts,
