@@ -143,11 +143,25 @@ def _entries(fs: FeatureSet, models: dict[str, FimmiaModel], seconds: float) -> 
     return entries, cols
 
 
-def evaluate(model: FimmiaModel, ds: Dataset, target, cfg: FimmiaConfig, cache, out_dir=None) -> RunResult:
-    """Score `ds` (never the attack's training samples) and write the contract's results."""
+def evaluate(model: FimmiaModel, ds: Dataset, target, cfg: FimmiaConfig, cache, out_dir=None, *,
+             engine: str = "local", ray: dict | None = None) -> RunResult:
+    """Score `ds` (never the attack's training samples) and write the contract's results.
+
+    `engine="ray"`: the features come from Ray Data actors (`mmia.fimmia.ray_features`), `ray`
+    holding features_on_ray's options (ray_address, workers, gpus_per_worker, cpus_per_worker)."""
     assert_disjoint(model.train_ids, ds.ids)
     t0 = time.perf_counter()
-    fs = FeatureExtractor(target, cfg, cache).features(ds, "FiMMIA score")
+    ray_info = None
+    if engine == "ray":
+        from mmia.fimmia.ray_features import features_on_ray
+
+        if out_dir is None:
+            raise InputError("--engine ray keeps each sample's features in the results folder: give --out")
+        fs, ray_info = features_on_ray(ds, target, cfg, out_dir, **(ray or {}))
+    elif engine == "local":
+        fs = FeatureExtractor(target, cfg, cache).features(ds, "FiMMIA score")
+    else:
+        raise InputError(f"--engine must be 'local' or 'ray', not {engine!r}")
     seconds = time.perf_counter() - t0
     entries, cols = _entries(fs, {"fimmia": model}, seconds)
     table = ScoreTable(ds.ids, fs.labels)
@@ -165,6 +179,7 @@ def evaluate(model: FimmiaModel, ds: Dataset, target, cfg: FimmiaConfig, cache, 
             "fimmia": model.settings.get("fimmia"),
             "protocol": model.settings.get("protocol"),
             "n_train_samples": len(model.train_ids),
+            **({"engine_kind": "ray", "ray": ray_info} if ray_info is not None else {}),
         },
         notes=f"FiMMIA ({model.settings.get('protocol')} protocol) trained on {len(model.train_ids)} samples, "
         f"evaluated on {len(ds)} disjoint samples",
@@ -195,10 +210,17 @@ def score(
     device: str | None = None,
     skip_trained: bool = False,
     base: str | Path | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    workers: int = 1,
+    gpus_per_worker: float = 0.0,
+    cpus_per_worker: float | None = None,
+    block_rows: int | None = None,
 ) -> RunResult:
     """Score DATA with a saved attack model; samples it was trained on are refused, or with
     `skip_trained` left out (so the file `train --holdout` split scores as its held-out part).
-    `base`: a PEFT adapter target's base (default: the one the attack model was trained with)."""
+    `base`: a PEFT adapter target's base (default: the one the attack model was trained with).
+    `engine="ray"`: the features on Ray Data actors (`--ray-address`, `--workers`, ...: docs/scale.md)."""
     model = FimmiaModel.load(attack_model)
     cfg = FimmiaConfig(**model.settings["fimmia"])
     if base is not None:
@@ -219,7 +241,11 @@ def score(
             "(or pass --skip-trained to leave them out)",
             data,
         )
-    return evaluate(model, ds, target, cfg, _cache(cache_dir), out)
+    if engine == "ray":  # the actors keep no cache unless asked: the shards are what a rerun reuses
+        ray = dict(ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
+                   cpus_per_worker=cpus_per_worker, block_rows=block_rows)
+        return evaluate(model, ds, target, cfg, None, out, engine="ray", ray=ray)
+    return evaluate(model, ds, target, cfg, _cache(cache_dir), out, engine=engine)
 
 
 def run_protocol(
