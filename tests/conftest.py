@@ -73,3 +73,13 @@ def quick_cache(tmp_path_factory):
         if spec.in_demo:
             build_testbed(spec.name, seed=0, quick=True, cache_dir=root)
     return root
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local 2-CPU Ray cluster for the session's --engine ray tests (no dashboard, a small object
+    store), shut down at the end; yields its GCS address, which subprocess drivers join."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024**2, logging_level="WARNING")
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()

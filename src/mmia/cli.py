@@ -84,6 +84,11 @@ def attack(
     dtype: str = opt.DTYPE,
     cache: Path = opt.CACHE,
     skip_bad: bool = opt.SKIP_BAD,
+    engine: str = opt.ENGINE,
+    ray_address: str = opt.RAY_ADDRESS,
+    workers: int = opt.WORKERS,
+    gpus_per_worker: float = opt.GPUS_PER_WORKER,
+    cpus_per_worker: float = opt.CPUS_PER_WORKER,
 ):
     """Score-based membership-inference attacks against a target model."""
     from rich.console import Console
@@ -94,7 +99,8 @@ def attack(
     names = [a.strip() for a in attacks.split(",") if a.strip()] or None
     result, _ = run_attack(data, target, attacks=names, reference_dir=reference, out_dir=out,
                            batch_size=batch_size, device=device, dtype=dtype, cache_dir=cache, skip_bad=skip_bad,
-                           base_dir=base)
+                           base_dir=base, engine=engine, ray_address=ray_address, workers=workers,
+                           gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker)
     table = Table(title=f"attack: {data}")
     for col in ("attack", "AUC", "95% CI", "TPR@1%FPR"):
         table.add_column(col)

@@ -42,3 +42,14 @@ DEVICE = typer.Option("auto", "--device", help="cpu, cuda, cuda:1, ... (auto: CU
 DTYPE = typer.Option("auto", "--dtype", help="float32, bfloat16, float16 (auto: bf16 on CUDA, fp32 on CPU).")
 CACHE = typer.Option(None, "--cache", help="Cache directory (default: the user cache); reruns resume.")
 SKIP_BAD = typer.Option(False, "--skip-bad", help="Skip (and list) bad rows instead of stopping.")
+
+# The Ray engine's options (`attack`; the same names wherever a command gains --engine ray).
+ENGINE = typer.Option("local", "--engine", help="local (this process) or ray (Ray Data actors; see docs/scale.md).")
+RAY_ADDRESS = typer.Option(None, "--ray-address", help="With --engine ray: the cluster to join (auto: the one "
+                           "`ray start --head` runs here; host:port; default: a local one of this machine's CPUs).")
+WORKERS = typer.Option(1, "--workers", min=1, help="With --engine ray: actors scoring side by side, each loading "
+                       "the target once.")
+GPUS_PER_WORKER = typer.Option(0.0, "--gpus-per-worker", min=0.0, help="With --engine ray: GPUs per actor "
+                               "(0.5: two actors share one).")
+CPUS_PER_WORKER = typer.Option(None, "--cpus-per-worker", min=1.0, help="With --engine ray: CPUs (and torch "
+                               "threads) per actor (default: the cluster's CPUs shared among the workers).")

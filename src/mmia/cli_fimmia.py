@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from mmia import cli_common as opt
 from mmia.cli_common import accepts_quiet
 
 app = typer.Typer(
@@ -148,12 +149,19 @@ def score_cmd(
     skip_trained: bool = typer.Option(
         False, "--skip-trained", help="Leave out the samples the attack trained on (default: refuse the file)."
     ),
+    engine: str = opt.ENGINE,
+    ray_address: str = opt.RAY_ADDRESS,
+    workers: int = opt.WORKERS,
+    gpus_per_worker: float = opt.GPUS_PER_WORKER,
+    cpus_per_worker: float = opt.CPUS_PER_WORKER,
 ):
     """Score samples with a trained FiMMIA attack model; writes results.json, scores.parquet, report."""
     from mmia.fimmia import api
 
     result = api.score(data, target, attack_model, out, cache_dir=cache_dir, skip_bad=skip_bad, batch_size=batch_size,
-                       device=None if device == "auto" else device, skip_trained=skip_trained, base=base)
+                       device=None if device == "auto" else device, skip_trained=skip_trained, base=base,
+                       engine=engine, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
+                       cpus_per_worker=cpus_per_worker)
     if result.attacks:
         _print(result)
     typer.echo(f"results: {out / 'results.json'}")

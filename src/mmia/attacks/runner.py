@@ -227,6 +227,52 @@ def evaluate_scored(scored: Scored, seed: int = 0) -> tuple[list[AttackEntry], S
     return entries, table
 
 
+def plan_attack(target_dir, reference_dir, base_dir, modalities, attacks: list[str] | None):
+    """Check the request against config.json before paying for loading any weights: (PEFT adapter
+    or None, target kind, reference dir, where the reference came from, the attacks to run)."""
+    from mmia.offline import resolve_model_dir
+    from mmia.targets import detect_kind
+    from mmia.targets.peft_adapter import resolve_target
+
+    peft, kind, reference_dir, reference_from = resolve_target(target_dir, reference_dir, base_dir, GENERATIVE)
+    if reference_dir is not None:
+        ref_kind = detect_kind(resolve_model_dir(reference_dir, "reference model"))
+        if ref_kind not in GENERATIVE or kind not in GENERATIVE:
+            raise InputError("--reference works with generative targets and references (causal LM, VLM, audio LM)")
+    specs = select_attacks(attacks, kind, modalities, reference_dir is not None)
+    return peft, kind, reference_dir, reference_from, specs
+
+
+def attack_result(dataset, scored: Scored, specs, configs, *, target_dir, reference_dir, reference_from, peft,
+                  settings: dict, seed: int = 0) -> tuple[RunResult, ScoreTable]:
+    """The results of a scored run, whichever engine scored it: entries, score table, settings."""
+    entries, table = evaluate_scored(scored, seed=seed)
+    result = RunResult(
+        name="attack",
+        command="attack",
+        dataset=_scored_info(dataset, scored),
+        target=str(target_dir),
+        reference=str(reference_dir) if reference_dir is not None else None,
+        attacks=entries,
+        skipped=[r.to_dict() for r in dataset.skipped] + scored.skipped,
+        settings={**settings, "attacks": [s.name for s in specs],
+                  "configs": {s.name: (configs or {}).get(s.name, s.make_config()).model_dump(mode="json")
+                              for s in specs},
+                  "reference_from": reference_from},
+    )
+    if peft is not None:
+        result.settings["adapter"] = peft.summary()
+    return result, table
+
+
+def write_attack_outputs(out_dir, result: RunResult, table: ScoreTable) -> None:
+    from mmia.report import render_report
+    from mmia.results import write_results
+
+    write_results(out_dir, result, table)
+    render_report(out_dir)
+
+
 def run_attack(
     data,
     target_dir,
@@ -242,27 +288,40 @@ def run_attack(
     configs: dict | None = None,
     seed: int = 0,
     base_dir=None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    workers: int = 1,
+    gpus_per_worker: float = 0.0,
+    cpus_per_worker: float | None = None,
+    block_rows: int | None = None,
 ) -> tuple[RunResult, ScoreTable]:
     """Load data and models, score, evaluate; with `out_dir`, write results.json, scores.parquet and report.html.
 
     `target_dir` may be a PEFT adapter (merged into `base_dir`, default the base its config
     names); with no `reference_dir` its base is then the reference model: target minus base is
     what the fine-tune changed, the signal a LoRA audit rests on.
+
+    `engine="ray"` scores the same way on Ray Data actors (`mmia.attacks.ray_runner`): `workers`
+    actors of `gpus_per_worker` GPUs each on the cluster at `ray_address` (None: a local one),
+    each sample's scores kept in Parquet shards under `out_dir/shards/`, so a rerun resumes.
     """
+    if engine == "ray":
+        from mmia.attacks.ray_runner import run_attack_ray
+
+        return run_attack_ray(data, target_dir, attacks=attacks, reference_dir=reference_dir, out_dir=out_dir,
+                              batch_size=batch_size, device=device, dtype=dtype, cache_dir=cache_dir,
+                              skip_bad=skip_bad, configs=configs, seed=seed, base_dir=base_dir,
+                              ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
+                              cpus_per_worker=cpus_per_worker, block_rows=block_rows)
+    if engine != "local":
+        raise InputError(f"--engine must be 'local' or 'ray', not {engine!r}")
     from mmia.cache import Cache
     from mmia.data import load_dataset
-    from mmia.offline import resolve_model_dir
-    from mmia.targets import detect_kind, load_target
-    from mmia.targets.peft_adapter import resolve_target
+    from mmia.targets import load_target
 
     dataset = data if hasattr(data, "samples") else load_dataset(data, skip_bad=skip_bad)
-    # Check the request against config.json before paying for loading any weights.
-    peft, kind, reference_dir, reference_from = resolve_target(target_dir, reference_dir, base_dir, GENERATIVE)
-    if reference_dir is not None:
-        ref_kind = detect_kind(resolve_model_dir(reference_dir, "reference model"))
-        if ref_kind not in GENERATIVE or kind not in GENERATIVE:
-            raise InputError("--reference works with generative targets and references (causal LM, VLM, audio LM)")
-    specs = select_attacks(attacks, kind, dataset.modalities, reference_dir is not None)
+    peft, kind, reference_dir, reference_from, specs = plan_attack(target_dir, reference_dir, base_dir,
+                                                                   dataset.modalities, attacks)
     target = load_target(target_dir, kind=kind, device=device, dtype=dtype, base=peft.base if peft else None)
     reference = None
     if reference_dir is not None:
@@ -274,30 +333,12 @@ def run_attack(
                                batch_size=batch_size, skip_bad=skip_bad)
     finally:
         cache.close()
-    entries, table = evaluate_scored(scored, seed=seed)
-    result = RunResult(
-        name="attack",
-        command="attack",
-        dataset=_scored_info(dataset, scored),
-        target=str(target_dir),
-        reference=str(reference_dir) if reference_dir is not None else None,
-        attacks=entries,
-        skipped=[r.to_dict() for r in dataset.skipped] + scored.skipped,
-        settings={"batch_size": batch_size, "device": target.device, "dtype": str(target.dtype).removeprefix("torch."),
-                  "target_kind": target.kind, "attacks": [s.name for s in specs],
-                  "configs": {s.name: (configs or {}).get(s.name, s.make_config()).model_dump(mode="json")
-                              for s in specs},
-                  "engine": scored.counts, "seconds_total": round(time.perf_counter() - t0, 3),
-                  "reference_from": reference_from},
-    )
-    if peft is not None:
-        result.settings["adapter"] = peft.summary()
+    result, table = attack_result(
+        dataset, scored, specs, configs, target_dir=target_dir, reference_dir=reference_dir,
+        reference_from=reference_from, peft=peft, seed=seed,
+        settings={"batch_size": batch_size, "device": target.device,
+                  "dtype": str(target.dtype).removeprefix("torch."), "target_kind": target.kind,
+                  "engine": scored.counts, "seconds_total": round(time.perf_counter() - t0, 3)})
     if out_dir is not None:
-        from mmia.report import render_report
-        from mmia.results import write_results
-
-        write_results(out_dir, result, table)
-        render_report(out_dir)
+        write_attack_outputs(out_dir, result, table)
     return result, table
-
-

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from mmia.data.ids import content_id
@@ -79,28 +79,24 @@ def _to_sample(rec: dict, row: int, base: Path, check: bool) -> Sample:
     return Sample(id=sid, row=row, label=label, **fields, **media)
 
 
-def load_dataset(
+def scan_samples(
     path: str | Path,
     *,
     skip_bad: bool = False,
     check_media_files: bool = True,
     ignore_columns: Sequence[str] = (),
-    require_labels: bool = False,
-) -> Dataset:
-    """Load a JSONL, CSV, Parquet file or `datasets.save_to_disk` directory.
+) -> Iterator[Sample | SkippedRow]:
+    """Stream a data file's rows as validated samples (or, with `skip_bad`, skipped rows), in file order.
 
-    Raises `InputError` naming the file and row on the first bad row, unless `skip_bad`, in
-    which case row-level problems (malformed rows, unknown labels, missing or undecodable media,
-    duplicate ids) are recorded in `Dataset.skipped`. File-level problems (missing file,
-    unknown column) always raise.
+    What `load_dataset` collects, one row at a time, so a caller can walk a large file holding
+    nothing but what it keeps (the Ray engine keeps ids and labels, its workers read their own
+    rows). Errors are those of `load_dataset`.
     """
     path = Path(path).expanduser()
     if not path.exists():
         raise InputError("file not found", path)
     base = path if path.is_dir() else path.parent
     allowed = set(KNOWN_COLUMNS) | set(ignore_columns)
-    samples: list[Sample] = []
-    skipped: list[SkippedRow] = []
     seen: dict[str, int] = {}
 
     for row, rec in read_rows(path):
@@ -124,10 +120,33 @@ def load_dataset(
             if not skip_bad:
                 raise InputError(str(exc), path, row) from None
             rid = rec.get("id") if isinstance(rec, dict) else None
-            skipped.append(SkippedRow(row=row, reason=str(exc), id=None if rid is None else str(rid)))
+            yield SkippedRow(row=row, reason=str(exc), id=None if rid is None else str(rid))
             continue
         seen[sample.id] = row
-        samples.append(sample)
+        yield sample
+
+
+def load_dataset(
+    path: str | Path,
+    *,
+    skip_bad: bool = False,
+    check_media_files: bool = True,
+    ignore_columns: Sequence[str] = (),
+    require_labels: bool = False,
+) -> Dataset:
+    """Load a JSONL, CSV, Parquet file or `datasets.save_to_disk` directory.
+
+    Raises `InputError` naming the file and row on the first bad row, unless `skip_bad`, in
+    which case row-level problems (malformed rows, unknown labels, missing or undecodable media,
+    duplicate ids) are recorded in `Dataset.skipped`. File-level problems (missing file,
+    unknown column) always raise.
+    """
+    path = Path(path).expanduser()
+    samples: list[Sample] = []
+    skipped: list[SkippedRow] = []
+    for item in scan_samples(path, skip_bad=skip_bad, check_media_files=check_media_files,
+                             ignore_columns=ignore_columns):
+        (samples if isinstance(item, Sample) else skipped).append(item)
 
     if not samples:
         raise InputError("holds no usable rows" + (f" ({len(skipped)} skipped)" if skipped else ""), path)

@@ -4,7 +4,9 @@
     for i, stats in iter_token_stats(target, samples, cache=Cache(dir), batch_size=8):
         ...  # stats: {"codes": (L,), "logp": (L-1,), "entropy": (L-1,), ...}; reduce it, then drop it
 
-`score_rows(target, rows)` is the cache-free function over one batch (what Ray Data would map).
+`score_rows(target, rows)` is the cache-free function over one batch. `--engine ray` maps the attack
+runner's `score_samples` (which streams these) over blocks of rows on Ray Data actors; cluster
+handling is in `mmia.engine.ray_cluster`.
 """
 
 from mmia.engine.contrastive import embed_rows, iter_embeddings

@@ -1,7 +1,7 @@
 """Run a generative target over samples: length-sorted padded batches, one forward pass per
 batch serving every attack, each batch's statistics written to the cache before the next.
 
-`score_rows` is the plain function over one batch of rows (what Ray Data would map);
+`score_rows` is the plain function over one batch of rows (no cache, no ordering);
 `iter_token_stats` streams (index, statistics) pairs with caching, resuming and a progress bar,
 so memory stays flat in the number of samples.
 """

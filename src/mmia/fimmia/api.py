@@ -77,14 +77,13 @@ def protocol_features(train_ds: Dataset, target, base, cfg: FimmiaConfig, cache,
     return two_model_features(tf, bf)
 
 
-def with_base_loss(fs: FeatureSet, ds: Dataset, model: FimmiaModel, cfg: FimmiaConfig, cache,
-                   extractor: FeatureExtractor) -> FeatureSet:
+def with_base_loss(fs: FeatureSet, ds: Dataset, model: FimmiaModel, cfg: FimmiaConfig, cache) -> FeatureSet:
     """`fs` with the base's loss on each sample, where `model` reads it (two-model `fimmia+loss`)."""
     if model.net.cfg.loss_inputs >= 3 and fs.base_loss is None:
         base = model.settings.get("base")
         if base is None:
             raise InputError("this attack model reads the base model's loss, but its settings name no base")
-        fs.base_loss = base_extractor(base, cfg, cache, extractor).original_losses(ds, "FiMMIA base losses")
+        fs.base_loss = FeatureExtractor(base, cfg, cache).original_losses(ds, "FiMMIA base losses")
     return fs
 
 
@@ -198,12 +197,26 @@ def _technique_entries(train_fs: FeatureSet, train_ds: Dataset, eval_fs: Feature
     return entries, cols
 
 
-def evaluate(model: FimmiaModel, ds: Dataset, target, cfg: FimmiaConfig, cache, out_dir=None) -> RunResult:
-    """Score `ds` (never the attack's training samples) and write the contract's results."""
+def evaluate(model: FimmiaModel, ds: Dataset, target, cfg: FimmiaConfig, cache, out_dir=None, *,
+             engine: str = "local", ray: dict | None = None) -> RunResult:
+    """Score `ds` (never the attack's training samples) and write the contract's results.
+
+    `engine="ray"`: the features come from Ray Data actors (`mmia.fimmia.ray_features`), `ray`
+    holding features_on_ray's options (ray_address, workers, gpus_per_worker, cpus_per_worker)."""
     assert_disjoint(model.train_ids, ds.ids)
     t0 = time.perf_counter()
-    extractor = FeatureExtractor(target, cfg, cache)
-    fs = with_base_loss(extractor.features(ds, "FiMMIA score"), ds, model, cfg, cache, extractor)
+    ray_info = None
+    if engine == "ray":
+        from mmia.fimmia.ray_features import features_on_ray
+
+        if out_dir is None:
+            raise InputError("--engine ray keeps each sample's features in the results folder: give --out")
+        fs, ray_info = features_on_ray(ds, target, cfg, out_dir, **(ray or {}))
+    elif engine == "local":
+        fs = FeatureExtractor(target, cfg, cache).features(ds, "FiMMIA score")
+    else:
+        raise InputError(f"--engine must be 'local' or 'ray', not {engine!r}")
+    fs = with_base_loss(fs, ds, model, cfg, cache)  # a two-model fimmia+loss model reads the base's losses
     seconds = time.perf_counter() - t0
     entries, cols = _entries(fs, {model.settings.get("variant", "fimmia"): model}, seconds)
     table = ScoreTable(ds.ids, fs.labels)
@@ -221,6 +234,7 @@ def evaluate(model: FimmiaModel, ds: Dataset, target, cfg: FimmiaConfig, cache, 
             "fimmia": model.settings.get("fimmia"),
             "protocol": model.settings.get("protocol"),
             "n_train_samples": len(model.train_ids),
+            **({"engine_kind": "ray", "ray": ray_info} if ray_info is not None else {}),
         },
         notes=f"FiMMIA ({model.settings.get('protocol')} protocol) trained on {len(model.train_ids)} samples, "
         f"evaluated on {len(ds)} disjoint samples",
@@ -251,10 +265,17 @@ def score(
     device: str | None = None,
     skip_trained: bool = False,
     base: str | Path | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    workers: int = 1,
+    gpus_per_worker: float = 0.0,
+    cpus_per_worker: float | None = None,
+    block_rows: int | None = None,
 ) -> RunResult:
     """Score DATA with a saved attack model; samples it was trained on are refused, or with
     `skip_trained` left out (so the file `train --holdout` split scores as its held-out part).
-    `base`: a PEFT adapter target's base (default: the one the attack model was trained with)."""
+    `base`: a PEFT adapter target's base (default: the one the attack model was trained with).
+    `engine="ray"`: the features on Ray Data actors (`--ray-address`, `--workers`, ...: docs/scale.md)."""
     model = FimmiaModel.load(attack_model)
     cfg = FimmiaConfig(**model.settings["fimmia"])
     if base is not None:
@@ -275,7 +296,11 @@ def score(
             "(or pass --skip-trained to leave them out)",
             data,
         )
-    return evaluate(model, ds, target, cfg, _cache(cache_dir), out)
+    if engine == "ray":  # the actors keep no cache unless asked: the shards are what a rerun reuses
+        ray = dict(ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
+                   cpus_per_worker=cpus_per_worker, block_rows=block_rows)
+        return evaluate(model, ds, target, cfg, None, out, engine="ray", ray=ray)
+    return evaluate(model, ds, target, cfg, _cache(cache_dir), out, engine=engine)
 
 
 def run_protocol(
@@ -318,7 +343,7 @@ def run_protocol(
     train_seconds = time.perf_counter() - t0
     assert_disjoint(full.train_ids, eval_ds.ids)
     t0 = time.perf_counter()
-    fs = with_base_loss(extractor.features(eval_ds, "FiMMIA score"), eval_ds, with_loss, cfg, cache, extractor)
+    fs = with_base_loss(extractor.features(eval_ds, "FiMMIA score"), eval_ds, with_loss, cfg, cache)
     entries, cols = _entries(fs, {"fimmia": full, **models}, time.perf_counter() - t0)
     if fs.labels is not None and len(np.unique(fs.labels)) == 2:
         t_entries, t_cols = _technique_entries(feats, train_ds, fs, eval_ds, extractor)

@@ -1,0 +1,75 @@
+"""`mmia fimmia score --engine ray`: FiMMIA's features from Ray Data actors, scores equal to the local
+engine's, kept in shards a rerun reuses (conftest's 2-CPU `ray_cluster`)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from mmia.fimmia import api
+from mmia.fimmia.network import TrainConfig
+from mmia.fimmia.pipeline import FimmiaConfig
+from mmia.perturb import NeighbourConfig
+
+pytest.importorskip("ray")
+
+WORDS = "red green blue circle square star small large top left right there is a at the and".split()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A random tiny LLaVA, an attack model trained on 12 rows and 10 other rows to score."""
+    from mmia.testbeds.random_llava import build_random_llava
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("fimmia-ray")
+    llava = build_random_llava(root / "m", image_size=32, patch_size=8)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(22):
+        Image.fromarray((rng.random((24, 24, 3)) * 255).astype(np.uint8)).save(root / f"{i}.png")
+        rows.append({"id": f"r{i}", "prompt": "describe the picture", "label": i % 2, "image": f"{i}.png",
+                     "answer": " ".join(rng.choice(WORDS, size=int(rng.integers(8, 14))))})
+    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:12]))
+    (root / "score.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[12:]))
+    cfg = FimmiaConfig(neighbours=NeighbourConfig(k=4, field="answer+media"), text_embedder=None)
+    api.train(root / "train.jsonl", llava, root / "atk", cfg=cfg, train_cfg=TrainConfig(max_epochs=20),
+              cache_dir=root / "c")
+    local = api.score(root / "score.jsonl", llava, root / "atk", root / "local", cache_dir=root / "c2")
+    return root, llava, local
+
+
+def test_fimmia_score_on_ray_equals_local_and_a_rerun_reuses_the_shards(trained, ray_cluster, tmp_path):
+    root, llava, local = trained
+    out = tmp_path / "out"
+    res = api.score(root / "score.jsonl", llava, root / "atk", out, engine="ray", workers=2, block_rows=3)
+    assert res.settings["engine_kind"] == "ray" and res.settings["ray"]["computed"] == 10
+    assert res.settings["ray"]["blocks"] == 4
+    want = pd.read_parquet(root / "local" / "scores.parquet")
+    got = pd.read_parquet(out / "scores.parquet")
+    assert list(got["id"]) == list(want["id"]) == [f"r{i}" for i in range(12, 22)]
+    assert list(got.columns) == list(want.columns) and "fimmia" in got.columns
+    for col in want.columns.drop(["id", "label"]):
+        np.testing.assert_allclose(got[col].to_numpy(float), want[col].to_numpy(float), atol=1e-5, rtol=0,
+                                   err_msg=col)
+    assert [e.name for e in res.attacks] == [e.name for e in local.attacks]
+    for a, b in zip(res.attacks, local.attacks, strict=True):
+        assert a.auc == pytest.approx(b.auc, abs=1e-9), a.name
+
+    # the command line, on the same --out: every sample's features come from the shards
+    from typer.testing import CliRunner
+
+    from mmia.cli import app
+
+    r = CliRunner().invoke(app, ["-q", "fimmia", "score", str(root / "score.jsonl"), "--target", str(llava),
+                                 "--attack-model", str(root / "atk"), "--out", str(out), "--engine", "ray",
+                                 "--workers", "2"])
+    assert r.exit_code == 0, r.output
+    again = json.loads((out / "results.json").read_text())
+    assert again["settings"]["ray"]["reused"] == 10 and again["settings"]["ray"]["computed"] == 0
+    np.testing.assert_allclose(pd.read_parquet(out / "scores.parquet")["fimmia"], want["fimmia"], atol=1e-5, rtol=0)
