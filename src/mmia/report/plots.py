@@ -75,6 +75,9 @@ def histogram_plot(groups: dict[str, np.ndarray], title: str, path: Path) -> Pat
         ax.hist(v[np.isfinite(v)], bins=bins, alpha=0.5, label=f"{name} (n={int(np.isfinite(v).sum())})")
     ax.set_xlabel("score (higher: more member-like)")
     ax.set_ylabel("samples")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7)
     return _save(fig, path)
