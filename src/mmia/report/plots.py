@@ -67,6 +67,7 @@ def _pyplot():
 def histogram_plot(groups: dict[str, np.ndarray], title: str, path: Path) -> Path:
     """Overlaid histograms of score sets {name: scores}, on shared bins."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
     values = [np.asarray(v, dtype=np.float64) for v in groups.values()]
     finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.zeros(0)
     bins = np.histogram_bin_edges(finite, bins=min(30, max(5, len(finite) // 4))) if len(finite) else 10
@@ -75,8 +76,6 @@ def histogram_plot(groups: dict[str, np.ndarray], title: str, path: Path) -> Pat
         ax.hist(v[np.isfinite(v)], bins=bins, alpha=0.5, label=f"{name} (n={int(np.isfinite(v).sum())})")
     ax.set_xlabel("score (higher: more member-like)")
     ax.set_ylabel("samples")
-    from matplotlib.ticker import MaxNLocator
-
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7)
