@@ -71,9 +71,11 @@ def test_report_renders_tables_and_loglog_plots(tmp_path):
     assert "<td class=\"name\" title=\"p\">loss</td>" in html
     assert "TPR@1%FPR" in html and "1 row(s) skipped" in html
     assert "http://" not in html and "https://" not in html  # readable offline
-    pngs = list((tmp_path / "plots").glob("*.png"))
+    pngs = list((tmp_path / "plots").glob("roc-*.png"))
     assert len(pngs) == 1 and pngs[0].read_bytes()[:4] == b"\x89PNG"
     assert f'src="plots/{pngs[0].name}"' in html
+    hists = list((tmp_path / "plots").glob("hist-*.png"))  # members vs non-members of the best method, loss
+    assert len(hists) == 1 and hists[0].read_bytes()[:4] == b"\x89PNG" and f'src="plots/{hists[0].name}"' in html
 
 
 def test_report_with_sections_one_plot_each(tmp_path):
@@ -91,7 +93,8 @@ def test_report_with_sections_one_plot_each(tmp_path):
 
     html = render_report(tmp_path).read_text()
     assert html.count("Verdict: shifted") == 2
-    assert len(list((tmp_path / "plots").glob("*.png"))) == 2
+    assert len(list((tmp_path / "plots").glob("roc-*.png"))) == 2
+    assert len(list((tmp_path / "plots").glob("hist-*.png"))) == 2
     df = pd.read_parquet(tmp_path / "scores.parquet")
     assert set(df["section"]) == {"vlm/matched", "vlm/shifted"}
 

@@ -22,10 +22,13 @@ def roc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: str
     grid = np.logspace(np.log10(floor), 0, 200)
     ax.plot(grid, grid, ls="--", color="grey", lw=0.8, label="chance")
     ordered = sorted(curves.items(), key=lambda kv: -kv[1][2])
+    shown = 10  # the legend names the ten best; the rest are thin dotted lines (their AUCs are in the table)
     for i, (name, (fpr, tpr, auc)) in enumerate(ordered):
-        style = "-" if i < 10 else ":"
-        ax.step(np.maximum(fpr, floor), np.maximum(tpr, floor), where="post", ls=style, lw=1.2,
-                label=f"{name} ({auc:.3f})")
+        top = i < shown
+        ax.step(np.maximum(fpr, floor), np.maximum(tpr, floor), where="post", ls="-" if top else ":",
+                lw=1.2 if top else 0.8, alpha=1.0 if top else 0.6, label=f"{name} ({auc:.3f})" if top else None)
+    if len(ordered) > shown:
+        ax.plot([], [], ls=":", color="grey", label=f"{len(ordered) - shown} more (dotted; see the table)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(floor, 1)
@@ -34,14 +37,18 @@ def roc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: str
     ax.set_ylabel("True positive rate")
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=6.5, loc="lower right", ncol=1 if len(curves) <= 12 else 2)
-    return _save(fig, path)
+    ax.legend(fontsize=6.5, loc="lower right")
+    # Fixed margins, not tight_layout: measuring log-axis tick labels costs as much as drawing them,
+    # and a report draws one of these per section.
+    fig.subplots_adjust(left=0.14, right=0.97, bottom=0.11, top=0.93)
+    return _save(fig, path, tight=False)
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, tight: bool = True) -> Path:
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
@@ -60,6 +67,7 @@ def _pyplot():
 def histogram_plot(groups: dict[str, np.ndarray], title: str, path: Path) -> Path:
     """Overlaid histograms of score sets {name: scores}, on shared bins."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
     values = [np.asarray(v, dtype=np.float64) for v in groups.values()]
     finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.zeros(0)
     bins = np.histogram_bin_edges(finite, bins=min(30, max(5, len(finite) // 4))) if len(finite) else 10
@@ -68,6 +76,7 @@ def histogram_plot(groups: dict[str, np.ndarray], title: str, path: Path) -> Pat
         ax.hist(v[np.isfinite(v)], bins=bins, alpha=0.5, label=f"{name} (n={int(np.isfinite(v).sum())})")
     ax.set_xlabel("score (higher: more member-like)")
     ax.set_ylabel("samples")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7)
     return _save(fig, path)
