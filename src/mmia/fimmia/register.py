@@ -13,15 +13,12 @@ PAPER = (
 )
 
 
-@register_attack(
-    "fimmia",
-    family="neural",
-    paper=PAPER,
-    config=FimmiaConfig,
-    target_kinds=("vlm", "audio-lm"),
-    modalities=("image", "video", "audio", "text"),
-    needs_labels=True,
-)
+# Both FiMMIA networks: trained on labelled rows of generative targets, any modality.
+_SPEC = dict(family="neural", paper=PAPER, config=FimmiaConfig, target_kinds=("vlm", "audio-lm"),
+             modalities=("image", "video", "audio", "text"), needs_labels=True)
+
+
+@register_attack("fimmia", **_SPEC)
 def fimmia_method(*_args, **_kwargs):
     """FiMMIA (arXiv 2512.02786; SMIA, arXiv 2406.10218): a network on neighbours' loss and embedding deltas.
 
@@ -31,15 +28,7 @@ def fimmia_method(*_args, **_kwargs):
     raise InputError("fimmia is a trained attack: run `mmia fimmia train` and then `mmia fimmia score`")
 
 
-@register_attack(
-    "fimmia+loss",
-    family="neural",
-    paper=PAPER,
-    config=FimmiaConfig,
-    target_kinds=("vlm", "audio-lm"),
-    modalities=("image", "video", "audio", "text"),
-    needs_labels=True,
-)
+@register_attack("fimmia+loss", **_SPEC)
 def fimmia_with_loss(*_args, **_kwargs):
     """FiMMIA (arXiv 2512.02786) with the sample's own loss, and the base's, beside each delta: a variant.
 
