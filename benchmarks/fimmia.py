@@ -68,7 +68,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from mmia.fimmia.scoring import LlavaScorer
+    from mmia.fimmia.scoring_llava import LlavaScorer
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -51,7 +51,7 @@ def data(tmp_path_factory):
      ("answer+media", "{media}{prompt}"), ("prompt", "{prompt} {media}"), ("answer", "{prompt} {media}")],
 )
 def test_reuse_paths_equal_scratch(llava, data, field, template):
-    from mmia.fimmia.scoring import LlavaScorer
+    from mmia.fimmia.scoring_llava import LlavaScorer
     from mmia.perturb.neighbours import decode_media
 
     s = Sample(id="x", row=1, prompt="describe the red picture at the top", answer="there is a small red circle "
@@ -71,7 +71,7 @@ def test_reuse_paths_equal_scratch(llava, data, field, template):
 
 
 def test_video_neighbours_score(llava, data):
-    from mmia.fimmia.scoring import LlavaScorer
+    from mmia.fimmia.scoring_llava import LlavaScorer
     from mmia.perturb.neighbours import decode_media
 
     s = Sample(id="v", row=1, prompt="describe the video", answer="a red circle moving", video=data / "v0")
@@ -185,7 +185,7 @@ def test_original_loss_equals_engine_answer_loss(llava, data):
     """FiMMIA's loss of an original sample is the score attacks' engine's answer loss."""
     from mmia.data import load_dataset
     from mmia.engine.generative import answer_losses
-    from mmia.fimmia.scoring import LlavaScorer
+    from mmia.fimmia.scoring_llava import LlavaScorer
     from mmia.perturb.neighbours import decode_media
     from mmia.targets import load_target
 

@@ -65,7 +65,7 @@ def llava(tmp_path_factory):
 def test_packed_tails_equal_scratch(llava, batch_size, token_cost):
     """Rows that share all, most, part or only the media of the original's tokens, one whose
     answer is empty and one that is a prefix of the original: losses as if each ran alone."""
-    from mmia.fimmia.scoring import LlavaScorer, Row
+    from mmia.fimmia.scoring_llava import LlavaScorer, Row
 
     sc = LlavaScorer(llava, batch_size=batch_size, device="cpu")
     sc._token_cost = token_cost  # here: tails in two bins 11 wide, or all in one bin 21 wide

@@ -57,7 +57,7 @@ def test_media_neighbours_are_read_by_the_target(tiny_dir, tmp_path):  # noqa: F
 def test_llava_through_the_targets_layer_equals_the_llava_scorer(tiny_dir, tmp_path):  # noqa: F811
     # Where the two layouts agree (a LLaVA without a chat template: placeholder, prompt, space,
     # answer), the generic path gives the reuse path's losses and media embedding.
-    from mmia.fimmia.scoring import LlavaScorer
+    from mmia.fimmia.scoring_llava import LlavaScorer
 
     ds = load_dataset(write_media_dataset(tmp_path / "d", n=2))
     generic = TargetScorer(tiny_dir("llava"), batch_size=4)
@@ -120,7 +120,7 @@ def test_llava_scorer_lays_out_as_the_target_does(quick_cache):
     import json as _json
 
     from mmia.fimmia.pipeline import config_for_testbed
-    from mmia.fimmia.scoring import LlavaScorer
+    from mmia.fimmia.scoring_llava import LlavaScorer
     from mmia.testbeds.build import build_testbed
 
     tb = build_testbed("vlm", seed=0, quick=True, cache_dir=quick_cache)

@@ -256,7 +256,7 @@ def test_fimmia_keeps_the_llava_reuse_path_for_a_llava_adapter(tiny_dir, tmp_pat
     from peft import PeftModel
 
     from mmia.fimmia.pipeline import FimmiaConfig, make_scorer
-    from mmia.fimmia.scoring import LlavaScorer
+    from mmia.fimmia.scoring_llava import LlavaScorer
 
     adapter = save_lora_adapter(tiny_dir("llava"), tmp_path / "lora")
     scorer = make_scorer(adapter, FimmiaConfig(device="cpu"))

@@ -4,8 +4,9 @@ generative target, calibrated by the testbed's base model where it has one."""
 from __future__ import annotations
 
 from mmia.attacks.registry import register_demo_step
+from mmia.targets.base import GENERATIVE_KINDS
 
-GENERATIVE = ("causal-lm", "vlm", "audio-lm")
+GENERATIVE = GENERATIVE_KINDS
 
 
 def demo_splits(testbed) -> list[str]:

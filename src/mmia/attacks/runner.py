@@ -21,8 +21,9 @@ from mmia.attacks.records import SampleRecord
 from mmia.attacks.registry import AttackSpec, get_attack, list_attacks
 from mmia.errors import InputError
 from mmia.results import AttackEntry, DatasetInfo, RunResult, ScoreTable
+from mmia.targets.base import GENERATIVE_KINDS
 
-GENERATIVE = ("causal-lm", "vlm", "audio-lm")
+GENERATIVE = GENERATIVE_KINDS
 
 
 @dataclass

@@ -15,8 +15,9 @@ from pydantic import BaseModel, Field
 from mmia.attacks import scoring as S
 from mmia.attacks.records import SampleRecord, slice_text, slice_values, sorted_values
 from mmia.attacks.registry import register_attack
+from mmia.targets.base import GENERATIVE_KINDS
 
-GEN = ("causal-lm", "vlm", "audio-lm")
+GEN = GENERATIVE_KINDS
 TextSlice = Literal["prompt", "answer"]
 AnySlice = Literal["image", "audio", "prompt", "answer"]
 CARLINI = "Carlini et al., Extracting Training Data from Large Language Models, USENIX Security 2021"

@@ -9,7 +9,7 @@ lets each tail token see exactly what it would see alone: the reference's cache 
 before the row's divergence point, and the earlier tokens of its own tail. Position ids
 continue from the divergence point, so rotary embeddings are those of the unpacked row.
 
-Pure numpy here (tested without a model); `mmia.fimmia.scoring` runs the forwards.
+Pure numpy here (tested without a model); `mmia.fimmia.scoring_llava` runs the forwards.
 """
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ def make_scorer(target: str | Path, cfg: FimmiaConfig):
     else:
         kind = _target_kind(target)
     if kind == "llava":
-        from mmia.fimmia.scoring import LlavaScorer
+        from mmia.fimmia.scoring_llava import LlavaScorer
 
         return LlavaScorer(target, max_frames=cfg.max_frames, target=loaded, **common)
     if kind == "whisper":

@@ -10,6 +10,7 @@ their names alone (the `queries` split; UMID's signals, at the demo's UMID setti
 from __future__ import annotations
 
 from mmia.attacks.registry import register_demo_step
+from mmia.targets.base import GENERATIVE_KINDS
 
 # The labelled split of media rows per kind of testbed: the contrastive testbeds' own photos or
 # recordings (CSA/AEA features), the matched split of the generative ones.
@@ -46,7 +47,7 @@ def infer_demo_step(testbed, ctx) -> list:
     from mmia.targets import load_target
 
     target = load_target(testbed.targets["target"])
-    generative = target.kind in ("causal-lm", "vlm", "audio-lm")
+    generative = target.kind in GENERATIVE_KINDS
     reference = load_target(testbed.targets["base"]) if generative and "base" in testbed.targets else None
     umid = None
     splits = [split]

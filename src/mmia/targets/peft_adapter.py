@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmia.errors import InputError, ModelNotFoundError
+from mmia.targets.base import GENERATIVE_KINDS
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -150,7 +151,7 @@ def adapter_or_none(path: str | Path, base: str | Path | None = None) -> Adapter
     return None
 
 
-def resolve_target(target: str | Path, reference, base=None, generative_kinds=("causal-lm", "vlm", "audio-lm")):
+def resolve_target(target: str | Path, reference, base=None, generative_kinds=GENERATIVE_KINDS):
     """(adapter or None, target kind, reference dir, where the reference came from) before any
     weights load: for a PEFT adapter with no reference given, its base is the reference of a
     generative target (target minus base is what the fine-tune changed)."""

@@ -59,7 +59,7 @@ def losses_at(head, table: torch.Tensor, index: list[list[int]], answers) -> lis
     return (sums / counts).tolist()  # 0/0 -> NaN for an empty answer
 
 
-def answer_losses(head, hidden: torch.Tensor, starts, answers) -> list[float]:
+def hidden_answer_losses(head, hidden: torch.Tensor, starts, answers) -> list[float]:
     """Mean cross-entropy of each row's answer tokens, where `hidden[i, starts[i] - 1 + j]` is the
     state that predicts answer token j of row i; NaN for a row without answer tokens."""
     width = hidden.shape[1]
@@ -204,7 +204,7 @@ class LlavaScorer:
         """Mean CE of each row's answer; `hidden[i, starts[i]-1+j]` predicts answer token j.
 
         One gather and one lm_head call for the whole batch (the head is the largest matmul)."""
-        return answer_losses(self.model.get_output_embeddings(), hidden, starts, answers)
+        return hidden_answer_losses(self.model.get_output_embeddings(), hidden, starts, answers)
 
     def _pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
