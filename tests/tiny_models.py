@@ -129,9 +129,10 @@ def save_llava(out: Path, seed: int = 0) -> Path:
     return out
 
 
-def save_qwen2vl(out: Path, seed: int = 0) -> Path:
+def _save_qwen_vl(out: Path, seed: int, config_cls, model_cls, vision: dict) -> Path:
+    """A tiny Qwen-VL of either generation: one tokenizer, text config and image processor."""
     import torch
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
+    from transformers import Qwen2VLImageProcessorPil
 
     tok = make_tokenizer(
         extra_specials=QWEN_SPECIALS,
@@ -155,18 +156,9 @@ def save_qwen2vl(out: Path, seed: int = 0) -> Path:
         pad_token_id=0,
         rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
     )
-    cfg = Qwen2VLConfig(
+    cfg = config_cls(
         text_config=text,
-        vision_config=dict(
-            depth=1,
-            embed_dim=32,
-            hidden_size=32,
-            num_heads=2,
-            in_chans=3,
-            patch_size=8,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-        ),
+        vision_config=vision,
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
@@ -175,12 +167,20 @@ def save_qwen2vl(out: Path, seed: int = 0) -> Path:
         eos_token_id=2,
     )
     torch.manual_seed(seed)
-    Qwen2VLForConditionalGeneration(cfg).save_pretrained(out)
+    model_cls(cfg).save_pretrained(out)
     Qwen2VLImageProcessorPil(
         min_pixels=32 * 32, max_pixels=64 * 64, patch_size=8, merge_size=2, temporal_patch_size=2
     ).save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+def save_qwen2vl(out: Path, seed: int = 0) -> Path:
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    vision = dict(depth=1, embed_dim=32, hidden_size=32, num_heads=2, in_chans=3, patch_size=8,
+                  spatial_merge_size=2, temporal_patch_size=2)
+    return _save_qwen_vl(out, seed, Qwen2VLConfig, Qwen2VLForConditionalGeneration, vision)
 
 
 def save_qwen2audio(out: Path, seed: int = 0) -> Path:
@@ -381,61 +381,12 @@ def save_llava_next(out: Path, seed: int = 0) -> Path:
 
 
 def save_qwen2_5_vl(out: Path, seed: int = 0) -> Path:
-    import torch
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    tok = make_tokenizer(
-        extra_specials=QWEN_SPECIALS,
-        extra={
-            "image_token": "<|image_pad|>",
-            "video_token": "<|video_pad|>",
-            "vision_bos_token": "<|vision_start|>",
-            "vision_eos_token": "<|vision_end|>",
-        },
-    )
-    ids = {s: tok.convert_tokens_to_ids(s) for s in QWEN_SPECIALS}
-    text = dict(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-        rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
-    )
-    vision = dict(
-        depth=2,
-        hidden_size=32,
-        intermediate_size=64,
-        num_heads=2,
-        in_channels=3,
-        patch_size=8,
-        spatial_merge_size=2,
-        temporal_patch_size=2,
-        window_size=32,
-        out_hidden_size=32,
-        fullatt_block_indexes=[1],
-    )
-    cfg = Qwen2_5_VLConfig(
-        text_config=text,
-        vision_config=vision,
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-        bos_token_id=1,
-        eos_token_id=2,
-    )
-    torch.manual_seed(seed)
-    Qwen2_5_VLForConditionalGeneration(cfg).save_pretrained(out)
-    Qwen2VLImageProcessorPil(
-        min_pixels=32 * 32, max_pixels=64 * 64, patch_size=8, merge_size=2, temporal_patch_size=2
-    ).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, in_channels=3, patch_size=8,
+                  spatial_merge_size=2, temporal_patch_size=2, window_size=32, out_hidden_size=32,
+                  fullatt_block_indexes=[1])
+    return _save_qwen_vl(out, seed, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, vision)
 
 
 def _gemma_text(vocab, **kw):
