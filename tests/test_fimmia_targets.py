@@ -4,15 +4,12 @@ laid out as the score attacks lay it out; full forward passes, said so."""
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 import pytest
 import torch
-from tiny_models import tiny_dir, write_media_dataset  # noqa: F401  (fixture)
-from typer.testing import CliRunner
+from tiny_models import fimmia_train_then_score, tiny_dir, write_media_dataset  # noqa: F401  (fixture)
 
-from mmia.cli import app
 from mmia.data import load_dataset
 from mmia.engine.generative import answer_losses
 from mmia.fimmia.scoring_target import TargetScorer
@@ -77,23 +74,10 @@ def test_llava_through_the_targets_layer_equals_the_llava_scorer(tiny_dir, tmp_p
 def test_cli_train_and_score_on_a_qwen2vl_target(tiny_dir, tmp_path):  # noqa: F811
     data = write_media_dataset(tmp_path / "d", n=12)
     target = tiny_dir("qwen2vl")
-    runner = CliRunner()
-    res = runner.invoke(app, ["fimmia", "train", str(data), "--target", str(target), "--out", str(tmp_path / "atk"),
-                              "--k", "3", "--field", "answer+media", "--holdout", "0.5", "--text-embedder", "none",
-                              "--cache-dir", str(tmp_path / "c")])
+    train, cfg, held_ids, res, out = fimmia_train_then_score(data, target, tmp_path)
+    assert train.exit_code == 0, train.output
+    assert "full forward pass" in train.output
     assert res.exit_code == 0, res.output
-    assert "full forward pass" in res.output
-    cfg = json.loads((tmp_path / "atk" / "config.json").read_text())
-    held_ids = set(__import__("pandas").read_parquet(tmp_path / "atk" / "holdout" / "scores.parquet")["id"])
-    rows = [json.loads(x) for x in data.read_text().splitlines()]
-    for r in rows:
-        r["image"] = str(data.parent / r["image"])
-    held = tmp_path / "held.jsonl"
-    held.write_text("".join(json.dumps(r) + "\n" for r in rows if r["id"] in held_ids))
-    res = runner.invoke(app, ["-q", "fimmia", "score", str(held), "--target", str(target), "--attack-model",
-                              str(tmp_path / "atk"), "--out", str(tmp_path / "s"), "--cache-dir", str(tmp_path / "c")])
-    assert res.exit_code == 0, res.output
-    out = json.loads((tmp_path / "s" / "results.json").read_text())
     assert out["attacks"][0]["name"] == "fimmia" and len(cfg["train_ids"]) + len(held_ids) == 12
 
 

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from tiny_models import tiny_dir, write_media_dataset  # noqa: F401  (fixture)
+from tiny_models import fimmia_train_then_score, tiny_dir, write_media_dataset  # noqa: F401  (fixture)
 from typer.testing import CliRunner
 
 from mmia.cli import app
@@ -104,22 +104,10 @@ def test_cli_fimmia_train_and_score(tiny_dir, tmp_path, kind):  # noqa: F811
     from mmia.perturb.neighbours import decode_media
 
     data = write_media_dataset(tmp_path / "d", n=8)
-    target, runner = tiny_dir(kind), CliRunner()
-    res = runner.invoke(app, ["-q", "fimmia", "train", str(data), "--target", str(target), "--out",
-                              str(tmp_path / "atk"), "--k", "2", "--field", "answer+media", "--holdout", "0.5",
-                              "--text-embedder", "none", "--cache-dir", str(tmp_path / "c")])
+    target = tiny_dir(kind)
+    train, _, held_ids, res, out = fimmia_train_then_score(data, target, tmp_path, k=2, quiet_train=True)
+    assert train.exit_code == 0, train.output
     assert res.exit_code == 0, res.output
-    import pandas as pd
-
-    held_ids = set(pd.read_parquet(tmp_path / "atk" / "holdout" / "scores.parquet")["id"])
-    rows = [json.loads(x) for x in data.read_text().splitlines()]
-    held = tmp_path / "held.jsonl"
-    held.write_text("".join(json.dumps({**r, "image": str(data.parent / r["image"])}) + "\n"
-                            for r in rows if r["id"] in held_ids))
-    res = runner.invoke(app, ["-q", "fimmia", "score", str(held), "--target", str(target), "--attack-model",
-                              str(tmp_path / "atk"), "--out", str(tmp_path / "s"), "--cache-dir", str(tmp_path / "c")])
-    assert res.exit_code == 0, res.output
-    out = json.loads((tmp_path / "s" / "results.json").read_text())
     assert out["attacks"][0]["name"] == "fimmia" and held_ids
     ds = load_dataset(data)
     scorer = TargetScorer(target, batch_size=4)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from tiny_models import write_media_dataset
+from tiny_models import fimmia_train_then_score, write_media_dataset
 from typer.testing import CliRunner
 
 from mmia.cli import app
@@ -130,21 +130,9 @@ def test_fimmia_train_score_and_media_embedding(vlm_dir, tmp_path, name):
 
     data = write_media_dataset(tmp_path / "d", n=12)
     target = vlm_dir(name)
-    runner = CliRunner()
-    res = runner.invoke(app, ["fimmia", "train", str(data), "--target", str(target), "--out", str(tmp_path / "atk"),
-                              "--k", "3", "--field", "answer+media", "--holdout", "0.5", "--text-embedder", "none",
-                              "--cache-dir", str(tmp_path / "c")])
+    train, _, held_ids, res, out = fimmia_train_then_score(data, target, tmp_path)
+    assert train.exit_code == 0, train.output
     assert res.exit_code == 0, res.output
-    held_ids = set(pd.read_parquet(tmp_path / "atk" / "holdout" / "scores.parquet")["id"])
-    rows = [json.loads(x) for x in data.read_text().splitlines()]
-    for r in rows:
-        r["image"] = str(data.parent / r["image"])
-    held = tmp_path / "held.jsonl"
-    held.write_text("".join(json.dumps(r) + "\n" for r in rows if r["id"] in held_ids))
-    res = runner.invoke(app, ["-q", "fimmia", "score", str(held), "--target", str(target), "--attack-model",
-                              str(tmp_path / "atk"), "--out", str(tmp_path / "s"), "--cache-dir", str(tmp_path / "c")])
-    assert res.exit_code == 0, res.output
-    out = json.loads((tmp_path / "s" / "results.json").read_text())
     assert out["attacks"][0]["name"] == "fimmia"
     scored = pd.read_parquet(tmp_path / "s" / "scores.parquet")
     assert set(scored["id"]) == held_ids and np.isfinite(scored["fimmia"]).all()

@@ -603,3 +603,32 @@ def save_lora_adapter(
         fit_causal_lm(model, transformers.AutoTokenizer.from_pretrained(base_dir), train_texts, steps, lr)
     model.save_pretrained(out, safe_serialization=True)
     return Path(out)
+
+
+def fimmia_train_then_score(data: Path, target: Path, tmp_path: Path, k: int = 3, quiet_train: bool = False):
+    """`mmia fimmia train --holdout 0.5` on an image data file, then `mmia fimmia score` on its
+    held-out rows. Returns (train CliResult, the attack's config.json, held-out ids, score CliResult,
+    score results.json or None when scoring failed)."""
+    import json
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from mmia.cli import app
+
+    runner, atk, cache = CliRunner(), tmp_path / "atk", str(tmp_path / "c")
+    train = runner.invoke(app, [*(["-q"] if quiet_train else []), "fimmia", "train", str(data), "--target",
+                                str(target), "--out", str(atk), "--k", str(k), "--field", "answer+media",
+                                "--holdout", "0.5", "--text-embedder", "none", "--cache-dir", cache])
+    if train.exit_code != 0:
+        return train, None, set(), None, None
+    cfg = json.loads((atk / "config.json").read_text())
+    held_ids = set(pd.read_parquet(atk / "holdout" / "scores.parquet")["id"])
+    rows = [json.loads(x) for x in Path(data).read_text().splitlines()]
+    held = tmp_path / "held.jsonl"
+    held.write_text("".join(json.dumps({**r, "image": str(Path(data).parent / r["image"])}) + "\n"
+                            for r in rows if r["id"] in held_ids))
+    score = runner.invoke(app, ["-q", "fimmia", "score", str(held), "--target", str(target), "--attack-model",
+                                str(atk), "--out", str(tmp_path / "s"), "--cache-dir", cache])
+    out = json.loads((tmp_path / "s" / "results.json").read_text()) if score.exit_code == 0 else None
+    return train, cfg, held_ids, score, out
