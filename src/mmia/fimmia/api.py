@@ -62,28 +62,34 @@ def base_extractor(base, cfg: FimmiaConfig, cache, extractor: FeatureExtractor) 
     return FeatureExtractor(base, cfg, cache, media_scorer=extractor.scorer)
 
 
-def protocol_features(train_ds: Dataset, target, base, cfg: FimmiaConfig, cache, extractor=None) -> FeatureSet:
+def protocol_features(train_ds: Dataset, target, base, cfg: FimmiaConfig, cache, extractor=None,
+                      base_x: FeatureExtractor | None = None) -> FeatureSet:
     """Training features under protocol (a) (base None) or (b) (base given). In (b) every row's
     media deltas come from the target's encoder, and each row carries the base's loss on its
-    sample (`base_loss`, read by `fimmia+loss` only)."""
+    sample (`base_loss`, read by `fimmia+loss` only). `base_x`: the base's extractor, when the
+    caller holds one already (it scores the evaluation samples with it too)."""
     extractor = extractor or FeatureExtractor(target, cfg, cache)
     if base is not None and train_ds.has_labels:  # protocol (b) trains on known members only
         train_ds = train_ds.subset([i for i, s in enumerate(train_ds) if s.label == 1])
     tf = extractor.features(train_ds, "FiMMIA train (target)")
     if base is None:
         return tf
-    bf = base_extractor(base, cfg, cache, extractor).features(train_ds, "FiMMIA train (base)")
+    base_x = base_x or base_extractor(base, cfg, cache, extractor)
+    bf = base_x.features(train_ds, "FiMMIA train (base)")
     tf.base_loss = bf.base_loss = bf.original_loss
     return two_model_features(tf, bf)
 
 
-def with_base_loss(fs: FeatureSet, ds: Dataset, model: FimmiaModel, cfg: FimmiaConfig, cache) -> FeatureSet:
-    """`fs` with the base's loss on each sample, where `model` reads it (two-model `fimmia+loss`)."""
+def with_base_loss(fs: FeatureSet, ds: Dataset, model: FimmiaModel, cfg: FimmiaConfig, cache,
+                   base_x: FeatureExtractor | None = None) -> FeatureSet:
+    """`fs` with the base's loss on each sample, where `model` reads it (two-model `fimmia+loss`);
+    `base_x`: the base's extractor when the caller holds one (the base is not loaded again)."""
     if model.net.cfg.loss_inputs >= 3 and fs.base_loss is None:
         base = model.settings.get("base")
         if base is None:
             raise InputError("this attack model reads the base model's loss, but its settings name no base")
-        fs.base_loss = FeatureExtractor(base, cfg, cache).original_losses(ds, "FiMMIA base losses")
+        base_x = base_x or FeatureExtractor(base, cfg, cache)
+        fs.base_loss = base_x.original_losses(ds, "FiMMIA base losses")
     return fs
 
 
@@ -124,7 +130,9 @@ def train(
     if holdout > 0:
         ds, held = split_parts(ds, holdout, seed=cfg.neighbours.seed)
     cache = _cache(cache_dir)
-    feats = protocol_features(ds, target, base, cfg, cache)
+    extractor = FeatureExtractor(target, cfg, cache)
+    base_x = base_extractor(base, cfg, cache, extractor) if base is not None else None
+    feats = protocol_features(ds, target, base, cfg, cache, extractor, base_x)
     model = train_model(
         feats,
         cfg,
@@ -139,7 +147,7 @@ def train(
     model.save(out)
     result = None
     if held is not None:
-        result = evaluate(model, held, target, cfg, cache, Path(out) / "holdout")
+        result = evaluate(model, held, target, cfg, cache, Path(out) / "holdout", extractor=extractor, base_x=base_x)
     return model, result
 
 
@@ -198,11 +206,13 @@ def _technique_entries(train_fs: FeatureSet, train_ds: Dataset, eval_fs: Feature
 
 
 def evaluate(model: FimmiaModel, ds: Dataset, target, cfg: FimmiaConfig, cache, out_dir=None, *,
-             engine: str = "local", ray: dict | None = None) -> RunResult:
+             engine: str = "local", ray: dict | None = None, extractor: FeatureExtractor | None = None,
+             base_x: FeatureExtractor | None = None) -> RunResult:
     """Score `ds` (never the attack's training samples) and write the contract's results.
 
     `engine="ray"`: the features come from Ray Data actors (`mmia.fimmia.ray_features`), `ray`
-    holding features_on_ray's options (ray_address, workers, gpus_per_worker, cpus_per_worker)."""
+    holding features_on_ray's options (ray_address, workers, gpus_per_worker, cpus_per_worker).
+    `extractor`, `base_x`: the target's and the base's extractors when the caller holds them."""
     assert_disjoint(model.train_ids, ds.ids)
     t0 = time.perf_counter()
     ray_info = None
@@ -213,10 +223,10 @@ def evaluate(model: FimmiaModel, ds: Dataset, target, cfg: FimmiaConfig, cache, 
             raise InputError("--engine ray keeps each sample's features in the results folder: give --out")
         fs, ray_info = features_on_ray(ds, target, cfg, out_dir, **(ray or {}))
     elif engine == "local":
-        fs = FeatureExtractor(target, cfg, cache).features(ds, "FiMMIA score")
+        fs = (extractor or FeatureExtractor(target, cfg, cache)).features(ds, "FiMMIA score")
     else:
         raise InputError(f"--engine must be 'local' or 'ray', not {engine!r}")
-    fs = with_base_loss(fs, ds, model, cfg, cache)  # a two-model fimmia+loss model reads the base's losses
+    fs = with_base_loss(fs, ds, model, cfg, cache, base_x)  # a two-model fimmia+loss model reads the base's
     seconds = time.perf_counter() - t0
     entries, cols = _entries(fs, {model.settings.get("variant", "fimmia"): model}, seconds)
     table = ScoreTable(ds.ids, fs.labels)
@@ -318,8 +328,9 @@ def run_protocol(
     cfg = with_adapter_base(cfg or FimmiaConfig(), target, base)
     train_ds, eval_ds = split_parts(ds, eval_fraction, seed=cfg.neighbours.seed)
     extractor = FeatureExtractor(target, cfg, cache)
+    base_x = base_extractor(base, cfg, cache, extractor) if base is not None else None
     t0 = time.perf_counter()
-    feats = protocol_features(train_ds, target, base, cfg, cache, extractor)
+    feats = protocol_features(train_ds, target, base, cfg, cache, extractor, base_x)
     protocol = "two-model" if base is not None else "labelled"
     models = {}
     for abl, (use_text, use_media) in ABLATIONS.items():
@@ -343,7 +354,7 @@ def run_protocol(
     train_seconds = time.perf_counter() - t0
     assert_disjoint(full.train_ids, eval_ds.ids)
     t0 = time.perf_counter()
-    fs = with_base_loss(extractor.features(eval_ds, "FiMMIA score"), eval_ds, with_loss, cfg, cache)
+    fs = with_base_loss(extractor.features(eval_ds, "FiMMIA score"), eval_ds, with_loss, cfg, cache, base_x)
     entries, cols = _entries(fs, {"fimmia": full, **models}, time.perf_counter() - t0)
     if fs.labels is not None and len(np.unique(fs.labels)) == 2:
         t_entries, t_cols = _technique_entries(feats, train_ds, fs, eval_ds, extractor)
