@@ -86,3 +86,25 @@ def test_packed_tails_equal_scratch(llava, batch_size, token_cost):
     np.testing.assert_allclose(fast, slow, atol=1e-5)
     assert np.isnan(fast[5]) and np.isnan(slow[5])
     assert len(set(np.round(fast[:5], 4))) == 4  # rows really differ (0 and 1 are the same row)
+
+
+def test_rows_that_are_all_prefixes_of_the_original_need_no_packed_forward(llava):
+    """Every neighbour a prefix of the original (e.g. its last answer word deleted): no row has a
+    tail, so nothing is packed, and the losses come from the original's pass alone."""
+    from pathlib import Path
+
+    from mmia.data.schema import Sample
+    from mmia.fimmia.packing import pack_tails
+    from mmia.fimmia.scoring_llava import LlavaScorer, Row
+
+    empty = pack_tails([[], []], [5, 3], pad_id=0, width=0)
+    assert empty.n_bins == 0 and empty.allowed.shape[0] == 0
+    sc = LlavaScorer(llava, batch_size=4, device="cpu")
+    img = np.full((24, 24, 3), 128, dtype=np.uint8)
+    s = Sample(id="p", row=1, prompt="describe it", answer="a", image=Path("<decoded>"))
+    [mine] = sc._rows(s, [("describe it", "a", None)], img, "image", with_pixels=False)
+    answer = [11, 12, 13, 14, 15, 16]
+    rows = [Row(mine.prefix, a, mine.pixel_values) for a in (answer, answer[:5], answer[:3])]
+    fast = sc.score_on_shared_prefix(rows)
+    np.testing.assert_allclose(fast, sc.score_rows(rows), atol=1e-5)
+    assert np.isfinite(fast).all() and len(set(np.round(fast, 4))) == 3

@@ -102,7 +102,8 @@ def pack_tails(tails: list[list[int]], shared: list[int], pad_id: int, width: in
     ids = np.full((len(bins), width), pad_id, dtype=np.int64)
     positions = np.zeros((len(bins), width), dtype=np.int64)
     allowed = np.zeros((len(bins), width, n_past + width), dtype=bool)
-    allowed[:, :, 0] = True  # padding slots; overwritten below for real ones
+    if allowed.size:  # no bins when no row has a tail (every row a prefix of the original)
+        allowed[:, :, 0] = True  # padding slots; overwritten below for real ones
     causal = np.tril(np.ones((width, width), dtype=bool))
     flat_start = [0] * len(tails)
     for b, members in enumerate(bins):
