@@ -220,3 +220,35 @@ def test_registered_and_demo_step(llava, data, tmp_path):
     assert set(table.columns) >= set(names)
     assert any(n.startswith("best score attack") for n in names)
     assert len(table.ids) == 12 and section.dataset.n_members == 6
+
+
+def test_cli_train_sweep_chooses_on_training_rows_and_scoring_follows(llava, data, tmp_path, monkeypatch):
+    """`--sweep`: every candidate is featurised on the training rows only, the chosen neighbours are
+    saved with the model, and scoring the held-out rows makes those neighbours (from the cache)."""
+    from mmia.fimmia import pipeline
+    from mmia.fimmia.sweep import candidates
+
+    seen = []
+    orig = pipeline.FeatureExtractor.compute
+    monkeypatch.setattr(pipeline.FeatureExtractor, "compute",
+                        lambda self, s: seen.append((self.cfg.neighbours.fingerprint(), s.id)) or orig(self, s))
+    res = CliRunner().invoke(app, _train_args(data / "img.jsonl", llava, tmp_path / "atk", tmp_path / "c",
+                                              ["--sweep", "--k", "2", "--text-embedder", "none"]))
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((tmp_path / "atk" / "config.json").read_text())
+    sw = cfg["settings"]["sweep"]
+    held_ids = set(__import__("pandas").read_parquet(tmp_path / "atk" / "holdout" / "scores.parquet")["id"])
+    expected = candidates(NeighbourConfig(k=2, field="answer+media"), fields=("answer", "prompt"))
+    assert set(sw["train_auc"]) == set(expected) and sw["skipped"] == {}
+    assert all(0.0 <= a <= 1.0 for a in sw["train_auc"].values())
+    assert sw["chosen"] == max(sw["train_auc"], key=lambda n: (sw["train_auc"][n], -list(expected).index(n)))
+    assert cfg["settings"]["fimmia"]["neighbours"] == sw["neighbours"] == expected[sw["chosen"]].model_dump(mode="json")
+    assert f"neighbours chosen on the training rows: {sw['chosen']}" in res.output
+    # the sweep featurised every candidate on the 12 training rows; only the chosen one touched held-out rows
+    chosen_fp = expected[sw["chosen"]].fingerprint()
+    by_cfg = {}
+    for fp, sid in seen:
+        by_cfg.setdefault(fp, set()).add(sid)
+    assert set(by_cfg) == {nc.fingerprint() for nc in expected.values()}
+    assert all(ids.isdisjoint(held_ids) and len(ids) == 12 for fp, ids in by_cfg.items() if fp != chosen_fp)
+    assert by_cfg[chosen_fp] == set(cfg["train_ids"]) | held_ids

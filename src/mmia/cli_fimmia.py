@@ -80,6 +80,11 @@ def train_cmd(
         False, "--with-loss", help="The fimmia+loss variant: the sample's own loss (with --base, also the "
         "base's) enters the loss branch beside each delta."
     ),
+    sweep: bool = typer.Option(
+        False, "--sweep", help="Choose the neighbours on the training rows first: each text field at 1, 2, 5 "
+        "edits and 10%% of its words, the media alone, and --field itself, by training-free AUC (costs one "
+        "feature pass per candidate)."
+    ),
     batch_size: int = typer.Option(32, "--batch-size"),
     no_reuse: bool = typer.Option(False, "--no-reuse", help="Score every neighbour from scratch (slower)."),
     prompt_template: str = typer.Option(
@@ -122,7 +127,12 @@ def train_cmd(
         cache_dir=cache_dir,
         skip_bad=skip_bad,
         use_loss=with_loss,
+        sweep=sweep,
     )
+    if "sweep" in model.settings:
+        sw = model.settings["sweep"]
+        typer.echo(f"neighbours chosen on the training rows: {sw['chosen']} "
+                   f"(training-row AUC {sw['train_auc'][sw['chosen']]:.3f})")
     typer.echo(
         f"attack model: {out} (trained on {len(model.train_ids)} samples, best epoch {model.history['best_epoch']})"
     )

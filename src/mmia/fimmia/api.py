@@ -118,10 +118,13 @@ def train(
     cache_dir=None,
     skip_bad: bool = False,
     use_loss: bool = False,
+    sweep: bool = False,
 ) -> tuple[FimmiaModel, RunResult | None]:
     """Train an attack model on DATA (labelled, or the fine-tuning set with --base) and save it
     to `out`. With `holdout` > 0 a share of the samples is kept out of training and the model
-    is evaluated on it; that evaluation is written to `out/holdout/`."""
+    is evaluated on it; that evaluation is written to `out/holdout/`. With `sweep`, the
+    neighbours (field, edits per neighbour) are chosen on the training rows first
+    (`mmia.fimmia.sweep`); the choice is saved with the model, so scoring makes the same ones."""
     cfg = with_adapter_base(cfg or FimmiaConfig(), target, base)
     ds = load_dataset(data, skip_bad=skip_bad)
     if base is None and not ds.has_labels:
@@ -132,7 +135,11 @@ def train(
     cache = _cache(cache_dir)
     extractor = FeatureExtractor(target, cfg, cache)
     base_x = base_extractor(base, cfg, cache, extractor) if base is not None else None
-    feats = protocol_features(ds, target, base, cfg, cache, extractor, base_x)
+    chosen = None
+    if sweep:
+        cfg, extractor, base_x, feats, chosen = _swept(ds, target, base, cfg, cache, extractor, base_x)
+    else:
+        feats = protocol_features(ds, target, base, cfg, cache, extractor, base_x)
     model = train_model(
         feats,
         cfg,
@@ -144,11 +151,41 @@ def train(
         train_cfg=train_cfg,
         use_loss=use_loss,
     )
+    if chosen is not None:
+        model.settings["sweep"] = chosen.as_dict()
     model.save(out)
     result = None
     if held is not None:
         result = evaluate(model, held, target, cfg, cache, Path(out) / "holdout", extractor=extractor, base_x=base_x)
     return model, result
+
+
+def _swept(ds: Dataset, target, base, cfg: FimmiaConfig, cache, extractor: FeatureExtractor,
+           base_x: FeatureExtractor | None):
+    """The neighbour sweep on the training rows: (config, extractors and features of the chosen
+    candidate, the SweepResult). The models are loaded once; only the neighbour maker changes."""
+    from mmia import progress
+    from mmia.fimmia.sweep import candidates, sweep_fields, sweep_neighbours
+
+    text_fields, has_media = sweep_fields(ds.samples)
+    configs = candidates(cfg.neighbours, fields=text_fields, media=has_media)
+    made = {}
+
+    def features_of(nc):
+        c = cfg.model_copy(update={"neighbours": nc})
+        x = FeatureExtractor(target, c, cache, scorer=extractor.scorer, media_scorer=extractor.media_scorer)
+        bx = None if base_x is None else FeatureExtractor(base, c, cache, scorer=base_x.scorer,
+                                                          media_scorer=x.scorer)
+        made[nc.fingerprint()] = (c, x, bx)
+        return protocol_features(ds, target, base, c, cache, x, bx)
+
+    result, feats = sweep_neighbours(configs, features_of)
+    for name, auc in result.train_auc.items():
+        progress.info(f"neighbour sweep: {name}: training-row AUC {auc:.3f}"
+                      + (f" (left out: {result.skipped[name]})" if name in result.skipped else "")
+                      + ("  <- chosen" if name == result.chosen else ""))
+    c, x, bx = made[result.config.fingerprint()]
+    return c, x, bx, feats[result.chosen], result
 
 
 def _entries(fs: FeatureSet, models: dict[str, FimmiaModel], seconds: float) -> tuple[list[AttackEntry], dict]:
