@@ -77,6 +77,13 @@ def main() -> None:
         sig = [e for n, e in entries.items() if n.startswith("umid:") and n != "umid:two-sided"]
         return max(sig, key=lambda e: e.auc)
 
+    print("\n| build | setting | umid | best single signal | no-inversion control |")
+    print("|---|---|---|---|---|")
+    for b, by_setting in res.items():
+        for setting, e in by_setting.items():
+            sig = best_signal(e)
+            print(f"| {b} | {setting} | {fmt(e['umid'])} | {sig.name.split(':', 1)[1]} {fmt(sig)} | "
+                  f"{fmt(e['umid-embedding-control'])} |")
     print("\n| held out | setting chosen on the others | its umid | default umid | best single signal "
           "(chosen setting) | no-inversion control |")
     print("|---|---|---|---|---|---|")
