@@ -72,11 +72,11 @@ CHILD = textwrap.dedent("""
     from mmia.targets import load_target
 
     target = load_target(sys.argv[1])
-    inner = target.logits
+    inner = target.forward_batch
     def slow(batch, inputs=None):
         time.sleep(0.5)  # room for the parent to kill us between batches
         return inner(batch, inputs)
-    target.logits = slow
+    target.forward_batch = slow
     ds = load_dataset(sys.argv[2])
     with Cache(sys.argv[3]) as cache:
         for _ in iter_token_stats(target, ds.samples, cache=cache, batch_size=2):

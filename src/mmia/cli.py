@@ -80,6 +80,7 @@ def attack(
     ),
     out: Path = opt.OUT,
     batch_size: int = opt.BATCH_SIZE,
+    max_batch_tokens: int = opt.MAX_BATCH_TOKENS,
     device: str = opt.DEVICE,
     dtype: str = opt.DTYPE,
     cache: Path = opt.CACHE,
@@ -100,7 +101,8 @@ def attack(
     result, _ = run_attack(data, target, attacks=names, reference_dir=reference, out_dir=out,
                            batch_size=batch_size, device=device, dtype=dtype, cache_dir=cache, skip_bad=skip_bad,
                            base_dir=base, engine=engine, ray_address=ray_address, workers=workers,
-                           gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker)
+                           gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
+                           max_batch_tokens=max_batch_tokens)
     table = Table(title=f"attack: {data}")
     for col in ("attack", "AUC", "95% CI", "TPR@1%FPR"):
         table.add_column(col)
@@ -127,6 +129,7 @@ def infer(
     attacks: str = typer.Option("", "--attacks", help="Comma-separated feature attacks (default: all that apply)."),
     no_shift_check: bool = typer.Option(False, "--no-shift-check", help="Skip the blind check (not advised)."),
     batch_size: int = opt.BATCH_SIZE,
+    max_batch_tokens: int = opt.MAX_BATCH_TOKENS,
     device: str = opt.DEVICE,
     dtype: str = opt.DTYPE,
     cache: Path = opt.CACHE,
@@ -138,7 +141,7 @@ def infer(
     names = [a.strip() for a in attacks.split(",") if a.strip()] or None
     result = run_infer(suspect, validation, target, reference=reference, out_dir=out, alpha=alpha, seed=seed,
                        attacks=names, shift_check=not no_shift_check, batch_size=batch_size, device=device,
-                       dtype=dtype, cache_dir=cache, skip_bad=skip_bad, base=base)
+                       dtype=dtype, cache_dir=cache, skip_bad=skip_bad, base=base, max_batch_tokens=max_batch_tokens)
     typer.echo(f"{result.verdict}: p = {result.p_value:.3g} (alpha {alpha}; control p = "
                f"{result.control_p_value:.3g}; {result.n_suspect} suspect, {result.n_validation} validation rows)"
                + (f"; shift check: {result.shift_verdict}" if result.shift_verdict else ""))

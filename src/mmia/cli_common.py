@@ -38,6 +38,10 @@ BASE = typer.Option(None, "--base", help="A PEFT adapter target's base model dir
                     "directory its adapter_config.json names); for a generative target also the default --reference.")
 OUT = typer.Option(..., "--out", help="Results directory.")
 BATCH_SIZE = typer.Option(8, "--batch-size", min=1, help="Samples per forward pass.")
+MAX_BATCH_TOKENS = typer.Option(
+    None, "--max-batch-tokens", min=1, help="Also cut forward batches at this many padded tokens (rows x the "
+    "longest row); --batch-size still caps the rows. Same scores; for long or uneven rows on a GPU."
+)
 DEVICE = typer.Option("auto", "--device", help="cpu, cuda, cuda:1, ... (auto: CUDA when present).")
 DTYPE = typer.Option("auto", "--dtype", help="float32, bfloat16, float16 (auto: bf16 on CUDA, fp32 on CPU).")
 CACHE = typer.Option(None, "--cache", help="Cache directory (default: the user cache); reruns resume.")

@@ -36,7 +36,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mmia.attacks.runner import Scored, attack_result, plan_attack, score_samples, write_attack_outputs
+from mmia.attacks.runner import (
+    Scored,
+    attack_result,
+    budget_setting,
+    plan_attack,
+    score_samples,
+    write_attack_outputs,
+)
 from mmia.data.schema import MEDIA_FIELDS, Dataset, Sample, SkippedRow
 from mmia.engine.ray_blocks import (  # noqa: F401  (SHARDS, done_ids: what callers of this module read)
     META_KEY,
@@ -147,7 +154,7 @@ class ScoreWorker(BlockWorker):
 
     def __init__(self, *, path: str, target_dir: str, kind: str, base: str | None, reference_dir: str | None,
                  attacks: dict, device, dtype, cache_dir, batch_size: int, skip_bad: bool, threads: int,
-                 allow_download: bool = False, fault: str | None = None):
+                 allow_download: bool = False, fault: str | None = None, max_batch_tokens: int | None = None):
         super().__init__(path=path, threads=threads, fault=fault)
         from mmia import offline
         from mmia.attacks.registry import get_attack
@@ -160,6 +167,7 @@ class ScoreWorker(BlockWorker):
         self.reference = (load_target(reference_dir, device=self.target.device, dtype=dtype)
                           if reference_dir is not None else None)
         self.cache_dir, self.batch_size, self.skip_bad = cache_dir, batch_size, skip_bad
+        self.max_batch_tokens = max_batch_tokens
         self.meta = {"device": str(self.target.device), "dtype": str(self.target.dtype).removeprefix("torch."),
                      "target_kind": self.target.kind, "fingerprint": self.target.fingerprint}
 
@@ -171,7 +179,7 @@ class ScoreWorker(BlockWorker):
         try:
             scored = score_samples(Dataset(self.path, samples), self.target, self.specs, reference=self.reference,
                                    configs=self.configs, cache=cache, batch_size=self.batch_size,
-                                   skip_bad=self.skip_bad, progress=False)
+                                   skip_bad=self.skip_bad, progress=False, max_batch_tokens=self.max_batch_tokens)
         finally:
             if cache is not None:
                 cache.close()
@@ -235,7 +243,7 @@ def run_attack_ray(data, target_dir, *, attacks=None, reference_dir=None, out_di
                    device=None, dtype=None, cache_dir=None, skip_bad: bool = False, configs: dict | None = None,
                    seed: int = 0, base_dir=None, ray_address: str | None = None, workers: int = 1,
                    gpus_per_worker: float = 0.0, cpus_per_worker: float | None = None,
-                   block_rows: int | None = None):
+                   block_rows: int | None = None, max_batch_tokens: int | None = None):
     """`run_attack` on Ray Data actors; the same (RunResult, ScoreTable), plus shards in `out_dir/shards/`."""
     from mmia.offline import downloads_allowed
 
@@ -260,14 +268,15 @@ def run_attack_ray(data, target_dir, *, attacks=None, reference_dir=None, out_di
                       reference_dir=None if reference_dir is None else str(reference_dir),
                       attacks={n: c.model_dump(mode="json") for n, c in configs.items()}, device=device,
                       dtype=dtype, cache_dir=None if cache_dir is None else str(cache_dir), batch_size=batch_size,
-                      skip_bad=skip_bad, allow_download=downloads_allowed())
+                      skip_bad=skip_bad, allow_download=downloads_allowed(), max_batch_tokens=max_batch_tokens)
         info, new_shards = run_blocks(path=index.path, todo=todo, worker=ScoreWorker, kwargs=kwargs,
                                       shard_dir=shard_dir, ray_address=ray_address, workers=workers,
                                       gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
                                       batch_size=batch_size, block_rows=block_rows, description="scoring")
         ray_info.update(info)
     scored, meta = merge_shards(index, shard_dir, specs, new_shards)
-    settings = {"batch_size": batch_size, "device": meta.get("device"), "dtype": meta.get("dtype"),
+    settings = {"batch_size": batch_size, **budget_setting(max_batch_tokens), "device": meta.get("device"),
+                "dtype": meta.get("dtype"),
                 "target_kind": meta.get("target_kind", kind), "engine": scored.counts,
                 "seconds_total": round(time.perf_counter() - t0, 3), "engine_kind": "ray", "ray": ray_info}
     result, table = attack_result(index, scored, specs, configs, target_dir=target_dir, reference_dir=reference_dir,

@@ -86,8 +86,10 @@ def score_samples(
     batch_size: int = 8,
     skip_bad: bool = False,
     progress: bool = True,
+    max_batch_tokens: int | None = None,
 ) -> Scored:
-    """Run the target (and reference) over the data once per view and score every attack."""
+    """Run the target (and reference) over the data once per view and score every attack.
+    `max_batch_tokens`: cut generative forward batches by padded tokens too (`iter_token_stats`)."""
     from mmia.engine import EngineCounts, iter_embeddings, iter_token_stats
     from mmia.progress import progress_bar
 
@@ -99,17 +101,18 @@ def score_samples(
     needs: dict[str, set] = {}
     with progress_bar(f"scoring {n} samples", n if progress else None, unit="samples") as bar:
         if target.kind in GENERATIVE:
-            streams = {"target": iter_token_stats(target, samples, cache=cache, batch_size=batch_size,
+            budget = {"batch_size": batch_size, "max_batch_tokens": max_batch_tokens}
+            streams = {"target": iter_token_stats(target, samples, cache=cache, **budget,
                                                   counts=counts["target"], skip_bad=skip_bad, source=dataset.path,
                                                   bar=bar)}
             if any("lower" in s.tags for s in specs):
                 counts["lower"] = EngineCounts()
                 streams["lower"] = iter_token_stats(target, samples, variant="lower", cache=cache,
-                                                    batch_size=batch_size, counts=counts["lower"],
+                                                    **budget, counts=counts["lower"],
                                                     skip_bad=skip_bad, source=dataset.path)
             if reference is not None and any(s.needs_reference for s in specs):
                 counts["reference"] = EngineCounts()
-                streams["reference"] = iter_token_stats(reference, samples, cache=cache, batch_size=batch_size,
+                streams["reference"] = iter_token_stats(reference, samples, cache=cache, **budget,
                                                         counts=counts["reference"], skip_bad=skip_bad,
                                                         source=dataset.path)
             for s in specs:
@@ -295,6 +298,7 @@ def run_attack(
     gpus_per_worker: float = 0.0,
     cpus_per_worker: float | None = None,
     block_rows: int | None = None,
+    max_batch_tokens: int | None = None,
 ) -> tuple[RunResult, ScoreTable]:
     """Load data and models, score, evaluate; with `out_dir`, write results.json, scores.parquet and report.html.
 
@@ -305,6 +309,9 @@ def run_attack(
     `engine="ray"` scores the same way on Ray Data actors (`mmia.attacks.ray_runner`): `workers`
     actors of `gpus_per_worker` GPUs each on the cluster at `ray_address` (None: a local one),
     each sample's scores kept in Parquet shards under `out_dir/shards/`, so a rerun resumes.
+
+    `max_batch_tokens`: forward batches of at most that many padded tokens (and `batch_size`
+    rows); the statistics, and so the scores, are the same as without it.
     """
     if engine == "ray":
         from mmia.attacks.ray_runner import run_attack_ray
@@ -313,7 +320,8 @@ def run_attack(
                               batch_size=batch_size, device=device, dtype=dtype, cache_dir=cache_dir,
                               skip_bad=skip_bad, configs=configs, seed=seed, base_dir=base_dir,
                               ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
-                              cpus_per_worker=cpus_per_worker, block_rows=block_rows)
+                              cpus_per_worker=cpus_per_worker, block_rows=block_rows,
+                              max_batch_tokens=max_batch_tokens)
     if engine != "local":
         raise InputError(f"--engine must be 'local' or 'ray', not {engine!r}")
     from mmia.cache import Cache
@@ -331,15 +339,20 @@ def run_attack(
     t0 = time.perf_counter()
     try:
         scored = score_samples(dataset, target, specs, reference=reference, configs=configs, cache=cache,
-                               batch_size=batch_size, skip_bad=skip_bad)
+                               batch_size=batch_size, skip_bad=skip_bad, max_batch_tokens=max_batch_tokens)
     finally:
         cache.close()
     result, table = attack_result(
         dataset, scored, specs, configs, target_dir=target_dir, reference_dir=reference_dir,
         reference_from=reference_from, peft=peft, seed=seed,
-        settings={"batch_size": batch_size, "device": target.device,
+        settings={"batch_size": batch_size, **budget_setting(max_batch_tokens), "device": target.device,
                   "dtype": str(target.dtype).removeprefix("torch."), "target_kind": target.kind,
                   "engine": scored.counts, "seconds_total": round(time.perf_counter() - t0, 3)})
     if out_dir is not None:
         write_attack_outputs(out_dir, result, table)
     return result, table
+
+
+def budget_setting(max_batch_tokens: int | None) -> dict:
+    """The token budget in results.json's settings, only when given (default runs' files unchanged)."""
+    return {} if max_batch_tokens is None else {"max_batch_tokens": max_batch_tokens}

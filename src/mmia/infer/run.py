@@ -65,6 +65,7 @@ def infer(
     skip_bad: bool = False,
     base=None,
     umid=None,
+    max_batch_tokens: int | None = None,
 ) -> RunResult:
     """Dataset inference of `suspect` (a path or Dataset; labels not needed) against
     `validation` (data the model cannot have seen) on the target model directory. With
@@ -73,7 +74,7 @@ def infer(
     names), which is then the reference unless `reference` is given, as in `mmia attack`. Names
     (text-only rows) on a CLIP/CLAP target are featured by UMID's per-query signals
     (`mmia.infer.names`) at `umid` (a `mmia.umid.audit.UmidConfig`; default: `mmia umid`'s
-    defaults, whose inversion cache it shares)."""
+    defaults, whose inversion cache it shares). `max_batch_tokens`: as in `mmia attack`."""
     from mmia.attacks.runner import GENERATIVE
     from mmia.cache import Cache
     from mmia.errors import InputError
@@ -93,7 +94,7 @@ def infer(
     with Cache(cache_dir) as cache:
         result, scored, main = infer_sets(sus, val, tgt, reference=ref, alpha=alpha, seed=seed, attacks=attacks,
                                           shift_check=shift_check, batch_size=batch_size, cache=cache,
-                                          skip_bad=skip_bad, umid=umid)
+                                          skip_bad=skip_bad, umid=umid, max_batch_tokens=max_batch_tokens)
     result.target = str(target)
     result.reference = str(reference) if reference is not None else None
     result.settings["seconds_total"] = round(time.perf_counter() - t0, 3)
@@ -106,12 +107,12 @@ def infer(
 def infer_sets(sus, val, target, *, reference=None, alpha: float = DEFAULT_ALPHA, seed: int = 0,
                attacks: list[str] | None = None, shift_check: bool = True, batch_size: int = 8, cache=None,
                skip_bad: bool = False, name: str = "infer", shift_methods=None, shift_folds: int = 5,
-               umid=None):
+               umid=None, max_batch_tokens: int | None = None):
     """The run on loaded, checked sets (`inputs.load_sets`) and a loaded target (and reference):
     (RunResult, the per-set `Scored` features, the main SplitTest). Names (text-only rows) on a
     CLIP/CLAP target are featured by UMID's signals (`mmia.infer.names`) at `umid` (a
     `UmidConfig`; default `mmia umid`'s defaults)."""
-    from mmia.attacks.runner import score_samples, select_attacks
+    from mmia.attacks.runner import budget_setting, score_samples, select_attacks
     from mmia.errors import InputError
     from mmia.infer import names as name_rows
     from mmia.infer.inputs import labelled_union
@@ -143,7 +144,8 @@ def infer_sets(sus, val, target, *, reference=None, alpha: float = DEFAULT_ALPHA
         for side, ds in (("suspect", sus), ("validation", val)):
             info(f"[infer] scoring the {side} set ({len(ds)} rows)")
             scored[side] = score_samples(ds, target, specs, reference=reference, cache=cache,
-                                         batch_size=batch_size, skip_bad=skip_bad)
+                                         batch_size=batch_size, skip_bad=skip_bad,
+                                         max_batch_tokens=max_batch_tokens)
     names, xs, xv = feature_matrix(scored["suspect"].columns, scored["validation"].columns)
     main = split_test(xs, xv, names, seed=seed)
     control = control_test(xv, names, seed=seed)
@@ -160,7 +162,8 @@ def infer_sets(sus, val, target, *, reference=None, alpha: float = DEFAULT_ALPHA
     shifted = shift_section is not None and shift_section.verdict == SHIFTED
     verdict = verdict_of(main.p_value, alpha, shifted)
     result = _result(sus, val, main, control, names, verdict, alpha, seed, shift_section,
-                     {"batch_size": batch_size, "device": target.device, "target_kind": target.kind,
+                     {"batch_size": batch_size, **budget_setting(max_batch_tokens), "device": target.device,
+                      "target_kind": target.kind,
                       "attacks": attack_names, "shift_check": shift_check,
                       "engine": {k: v.counts for k, v in scored.items()}, **extra})
     result.name = name

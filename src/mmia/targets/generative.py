@@ -17,6 +17,7 @@ answer starts where the two token sequences first differ.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ import numpy as np
 from mmia.errors import InputError
 from mmia.targets.base import ANSWER, AUDIO, IMAGE, OTHER, PROMPT, Encoded
 from mmia.targets.fast_pixels import FastPixels
+from mmia.targets.head import HeadCapture, HeadWeights, linear_head, matching_head, softcap_of
 from mmia.targets.token_stats import (
     DIST_STATS,
     STAT_NAMES,
@@ -451,43 +453,106 @@ class _Generative:
             inputs[key] = _cat_padded([e.extras[key] for e in batch if key in e.extras])
         return inputs
 
+    # Which forward pass feeds the statistics: "auto", the hidden states with mmia applying the
+    # head to the rows it needs (`mmia.targets.head`) where the model allows it, else the full
+    # logits; "full", always the model's (B, T, V) logits (the path before the head existed).
+    stats_path = "auto"
+    _mask_key = "attention_mask"  # the mask of the positions the logits are for
+
+    def _run(self, inputs: dict):
+        """The model on collated inputs (moved to the device, floats in the model's dtype)."""
+        import torch
+
+        moved = {k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)
+                 for k, v in inputs.items()}
+        with torch.inference_mode():
+            return self.model(**moved, use_cache=False)
+
     def logits(self, batch: list[Encoded], inputs: dict | None = None):
         """One forward pass over a padded batch: (logits (B, T, V), attention mask (B, T)).
         `inputs`: `collate(batch)` when the caller has it already (the engine collates the next
         batch in its encoding thread)."""
-        import torch
-
         inputs = self.collate(batch) if inputs is None else inputs
-        floats = {k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)
-                  for k, v in inputs.items()}
-        with torch.inference_mode():
-            out = self.model(**floats, use_cache=False)
-        return out.logits, inputs["attention_mask"]
+        return self._run(inputs).logits, inputs[self._mask_key]
+
+    def forward_batch(self, batch: list[Encoded], inputs: dict | None = None) -> BatchOutput:
+        """One forward pass for the statistics: the hidden states and the head where the model's
+        head can be applied by mmia (never a (B, T, V) tensor), else the full logits."""
+        inputs = self.collate(batch) if inputs is None else inputs
+        state = self._head_state()
+        if state is None:
+            return BatchOutput(logits=self._run(inputs).logits)
+        capture, weights = state
+        with capture.capturing() as got:
+            out = self._run(inputs)
+        hidden = got.hidden
+        got.hidden = None
+        if hidden is None or tuple(hidden.shape[:2]) != tuple(inputs[self._mask_key].shape):
+            return self._full_from_now(inputs)  # the head was not given (B, T, H) hidden states
+        if not self.__dict__.get("_head_checked"):
+            matched = matching_head(weights, hidden, out.logits, softcap_of(self.model.config))
+            if matched is None:
+                return self._full_from_now(inputs)
+            self._head, self._head_checked = (capture, matched), True
+            weights = matched
+        return BatchOutput(hidden=hidden, head=weights)
+
+    def _head_state(self):
+        """(HeadCapture, HeadWeights) of the hidden-state path, or None for the full logits."""
+        if self.stats_path == "full":
+            return None
+        state = self.__dict__.get("_head")
+        if state is None:
+            found = linear_head(self.model)
+            state = self._head = False if found is None else (HeadCapture(found[0]), found[1])
+        return state or None
+
+    def _full_from_now(self, inputs: dict) -> BatchOutput:
+        """This model's logits are not mmia's head on its hidden states: the full path, for good."""
+        state = self.__dict__.get("_head")
+        if state:
+            state[0].remove()
+        self._head = False
+        return BatchOutput(logits=self._run(inputs).logits)
 
     def token_stats(self, batch: list[Encoded]) -> list[dict[str, np.ndarray]]:
         """Per-sample statistics of one batch: dict with `codes` (L,) and each STAT_NAMES (L-1,).
 
         Only the rows some slice scores are computed (`stat_rows`); the others hold NaN. The
-        vocabulary-sized work runs on groups of rows small enough to bound memory (about 2^25
-        logits at a time), then each sample keeps only its own scalars per token.
+        vocabulary-sized work runs on groups of rows small enough to bound memory, then each
+        sample keeps only its own scalars per token.
         """
-        logits, _ = self.logits(batch)
-        return self.reduce_logits(logits, batch)
+        return self.reduce_batch(self.forward_batch(batch), batch)
 
     def _stats_group(self, logits, vocab: int) -> tuple[int, dict | None]:
-        """(rows per group of vocabulary-sized work, workspace of its buffers or None)."""
+        """(rows per group of vocabulary-sized work, workspace of its buffers or None);
+        `logits`: the tensor the rows come from (its device decides)."""
         if logits.device.type == "cpu":
             return _stats_group_cpu(vocab)
-        # Accelerators: big groups (fewer kernel launches); their caching allocator reuses memory.
-        return max(1, (1 << 25) // max(1, vocab)), None
+        return _stats_group_device(logits.device, vocab), None
+
+    def reduce_batch(self, out: BatchOutput, batch: list[Encoded]) -> list[dict[str, np.ndarray]]:
+        """The statistics half of `token_stats`, from `forward_batch`'s output (the engine runs it
+        in a worker thread while the model runs on the next batch)."""
+        if out.logits is not None:
+            return self.reduce_logits(out.logits, batch)
+        b, width, h = out.hidden.shape
+        flat = out.hidden.reshape(b * width, h)
+        return self._reduce(batch, width, out.head.vocab, out.hidden,
+                            lambda index, work: out.head.rows(flat, index, work))
 
     def reduce_logits(self, logits, batch: list[Encoded]) -> list[dict[str, np.ndarray]]:
-        """The statistics half of `token_stats`, from a batch's logits (the engine runs it in a
-        worker thread while the model runs on the next batch)."""
+        """`reduce_batch` from a batch's full logits (B, T, V)."""
+        b, width, vocab = logits.shape
+        flat = logits.reshape(b * width, vocab)
+        return self._reduce(batch, width, vocab, logits, lambda index, work: gather_rows(flat, index, work))
+
+    def _reduce(self, batch: list[Encoded], width: int, vocab: int, source, logits_of) -> list[dict[str, np.ndarray]]:
+        """Statistics of a batch of padded width `width`; `logits_of(index, work)` gives the logits
+        (n, V) of rows `index` of the flattened (B * width) positions; `source`: their tensor."""
         import torch
 
-        b, width, vocab = logits.shape
-        rows = width - 1
+        b, rows = len(batch), width - 1
         if rows < 1:
             return [{**{k: np.zeros(0, np.float32) for k in STAT_NAMES}, "codes": e.codes.copy()} for e in batch]
         # Rows of the (b, width-1) grid that need every statistic, then those that need only the
@@ -508,16 +573,16 @@ class _Generative:
         flat = np.full((len(_STAT_ORDER), b * rows), np.nan, dtype=np.float32)
         n_d = len(DIST_STATS)
         if len(grid):
-            # Row r of the (b, rows) grid is row (r // rows) * width + r % rows of the logits.
-            src = torch.from_numpy(grid // rows * width + grid % rows).to(logits.device)
-            targets = torch.from_numpy(np.concatenate(tgt)).to(logits.device)
-            flat_logits = logits.reshape(b * width, vocab)
-            group, work = self._stats_group(logits, vocab)
+            # Row r of the (b, rows) grid is row (r // rows) * width + r % rows of the positions.
+            src = torch.from_numpy(grid // rows * width + grid % rows).to(source.device)
+            targets = torch.from_numpy(np.concatenate(tgt)).to(source.device)
+            group, work = self._stats_group(source, vocab)
             with torch.inference_mode():
                 for g in range(0, len(grid), group):
                     stop = min(g + group, len(grid))
                     k_t = max(0, min(n_t, stop) - g)
-                    rows_in = gather_rows(flat_logits, src[g:stop], work)
+                    rows_in = logits_of(src[g:stop], work)
+                    # stats_from_rows upcasts each group's logits to float32 before log_softmax.
                     st = stats_from_rows(rows_in, targets[g : g + k_t], k_t, work)
                     flat[:n_d, grid[g:stop]] = torch.stack([st[k] for k in DIST_STATS]).float().cpu().numpy()
                     if k_t:
@@ -531,6 +596,16 @@ class _Generative:
             rec["codes"] = e.codes.copy()
             out.append(rec)
         return out
+
+
+@dataclass
+class BatchOutput:
+    """What one forward pass leaves for the statistics: the model's logits (B, T, V), or the
+    last hidden states (B, T, H) and the head that maps a group of their rows to logits."""
+
+    logits: object | None = None
+    hidden: object | None = None
+    head: HeadWeights | None = None
 
 
 _STAT_ORDER = {k: j for j, k in enumerate(DIST_STATS + TARGET_STATS)}
@@ -549,6 +624,25 @@ def _cat_padded(parts):
         parts = [torch.nn.functional.pad(p, [x for d in reversed(range(1, p.dim()))
                                              for x in (0, size[d - 1] - p.shape[d])]) for p in parts]
     return torch.cat(parts, dim=0)
+
+
+# What one row of a group costs on an accelerator, in float32 words per vocabulary entry: the
+# group's logits (and their float32 copy when the model runs in bf16) and the six float32
+# temporaries of `token_stats._stats_2d`, rounded up.
+_WORDS_PER_ROW = 8
+
+
+def _stats_group_device(device, vocab: int) -> int:
+    """Rows per group on an accelerator: half the memory free now (the driver's free memory plus
+    what torch's caching allocator holds unused) over what a row costs, so the model's next
+    forward pass, which runs beside the statistics, keeps the other half."""
+    import torch
+
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return max(1, int(free // 2) // (max(1, vocab) * 4 * _WORDS_PER_ROW))
+    return max(1, (1 << 25) // max(1, vocab))  # other accelerators: about 2^25 logits a group
 
 
 def _stats_group_cpu(vocab: int) -> tuple[int, dict]:

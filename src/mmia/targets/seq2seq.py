@@ -9,8 +9,8 @@ keeps them, and the decoder start is only prepended when the tokenizer did not p
 
 Slice codes and statistics are the shared generative path's (`mmia.targets.generative`): the
 prompt/answer boundary is where the prompt's own tokens stop matching, special tokens are
-`other`, and the logits of one teacher-forced pass over a padded batch are reduced to the
-per-token statistics of `mmia.targets.token_stats`. There is no `audio` slice: no decoder
+`other`, and one teacher-forced pass over a padded batch is reduced to the per-token
+statistics of `mmia.targets.token_stats`. There is no `audio` slice: no decoder
 position holds the audio, so media-slice columns (`...@audio`) are simply absent.
 """
 
@@ -32,6 +32,7 @@ class SpeechSeq2SeqTarget(_Generative):
     media_field = "audio"
     media_code = AUDIO
     placeholder = ""  # the audio goes to the encoder, not into the text
+    _mask_key = "decoder_attention_mask"  # the logits (and hidden states) are the decoder's
 
     def __init__(self, path, model, tokenizer, fingerprint, device, dtype, feature_extractor, processor=None):
         super().__init__(path, model, tokenizer, fingerprint, device, dtype)
@@ -124,18 +125,6 @@ class SpeechSeq2SeqTarget(_Generative):
                 padded.append(torch.nn.functional.pad(p, pad) if any(pad) else p)
             inputs[key] = torch.cat(padded, dim=0)
         return inputs
-
-    def logits(self, batch: list[Encoded], inputs: dict | None = None):
-        """One teacher-forced pass (encoder + decoder): (decoder logits (B, T, V), decoder mask (B, T));
-        `inputs`: `collate(batch)` if the caller has it already."""
-        import torch
-
-        inputs = self.collate(batch) if inputs is None else inputs
-        moved = {k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)
-                 for k, v in inputs.items()}
-        with torch.inference_mode():
-            out = self.model(**moved, use_cache=False)
-        return out.logits, inputs["decoder_attention_mask"]
 
 
 def speech_seq2seq_config(cfg: dict, path) -> bool:
