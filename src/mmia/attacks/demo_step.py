@@ -19,10 +19,10 @@ def attack_demo_step(testbed, ctx) -> list:
     """Score attacks on each labelled split of a testbed with a generative target."""
     if testbed.target_kind not in GENERATIVE or "target" not in testbed.targets:
         return []
-    from mmia.attacks.runner import evaluate_scored, score_samples, select_attacks
+    from mmia.attacks.runner import evaluate_scored, score_samples, scored_info, select_attacks
     from mmia.cache import Cache
     from mmia.data import load_dataset
-    from mmia.results import DatasetInfo, Section
+    from mmia.results import Section
     from mmia.targets import load_target
 
     target = load_target(testbed.targets["target"])
@@ -38,7 +38,8 @@ def attack_demo_step(testbed, ctx) -> list:
             entries, table = evaluate_scored(scored, seed=ctx.seed)
             name = f"{testbed.name}/{split}: score attacks"
             table.section = name
-            section = Section(name=name, command="attack", dataset=DatasetInfo.of(ds),
+            # counted as `mmia attack` counts them: rows the engine skipped are neither class
+            section = Section(name=name, command="attack", dataset=scored_info(ds, scored),
                               target=str(testbed.targets["target"]),
                               reference=str(testbed.targets["base"]) if reference is not None else None,
                               attacks=entries, skipped=scored.skipped,

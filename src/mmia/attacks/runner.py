@@ -194,7 +194,7 @@ def score_samples(
     )
 
 
-def _scored_info(dataset, scored: Scored) -> DatasetInfo:
+def scored_info(dataset, scored: Scored) -> DatasetInfo:
     """The dataset's counts as evaluated: rows the engine skipped (bad media) are not members or non-members."""
     info = DatasetInfo.of(dataset)
     if scored.skipped:
@@ -254,7 +254,7 @@ def attack_result(dataset, scored: Scored, specs, configs, *, target_dir, refere
     result = RunResult(
         name="attack",
         command="attack",
-        dataset=_scored_info(dataset, scored),
+        dataset=scored_info(dataset, scored),
         target=str(target_dir),
         reference=str(reference_dir) if reference_dir is not None else None,
         attacks=entries,
