@@ -141,7 +141,7 @@ def train(
     neighbours (field, edits per neighbour) are chosen on the training rows first
     (`mmia.fimmia.sweep`); the choice is saved with the model, so scoring makes the same ones.
     `engine="ray"`: the feature pass on Ray Data actors, in shards under `out/shards/` a rerun
-    reuses (`ray`: ray_address, workers, gpus_per_worker, cpus_per_worker, block_rows); the
+    reuses (`ray`: ray_address, workers, gpus_per_worker, cpus_per_worker, block_rows, max_retries); the
     network is trained here, as locally."""
     cfg = with_adapter_base(cfg or FimmiaConfig(), target, base)
     if engine not in ("local", "ray"):
@@ -361,6 +361,7 @@ def score(
     gpus_per_worker: float = 0.0,
     cpus_per_worker: float | None = None,
     block_rows: int | None = None,
+    max_retries: int = 3,
 ) -> RunResult:
     """Score DATA with a saved attack model; samples it was trained on are refused, or with
     `skip_trained` left out (so the file `train --holdout` split scores as its held-out part).
@@ -388,7 +389,7 @@ def score(
         )
     if engine == "ray":  # the actors keep no cache unless asked: the shards are what a rerun reuses
         ray = dict(ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
-                   cpus_per_worker=cpus_per_worker, block_rows=block_rows)
+                   cpus_per_worker=cpus_per_worker, block_rows=block_rows, max_retries=max_retries)
         return evaluate(model, ds, target, cfg, None, out, engine="ray", ray=ray)
     return evaluate(model, ds, target, cfg, _cache(cache_dir), out, engine=engine)
 

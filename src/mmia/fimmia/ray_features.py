@@ -31,9 +31,9 @@ from mmia.engine.ray_blocks import (
 class FeatureWorker(BlockWorker):
     """A Ray Data actor holding one FeatureExtractor; each block's raw FiMMIA values as a Parquet file."""
 
-    def __init__(self, *, path: str, target: str, cfg: dict, threads: int, base: str | None = None,
-                 allow_download: bool = False, fault: str | None = None):
-        super().__init__(path=path, threads=threads, fault=fault)
+    def __init__(self, *, path: str, target: str, cfg: dict, base: str | None = None,
+                 allow_download: bool = False, **block):
+        super().__init__(path=path, **block)  # threads, the fault hook, the attempt counter
         from mmia import offline
         from mmia.fimmia.pipeline import FeatureExtractor, FimmiaConfig, make_scorer
 
@@ -66,7 +66,8 @@ class FeatureWorker(BlockWorker):
 
 
 def features_on_ray(ds: Dataset, target, cfg, out_dir, *, base=None, ray_address=None, workers: int = 1,
-                    gpus_per_worker: float = 0.0, cpus_per_worker=None, block_rows: int | None = None):
+                    gpus_per_worker: float = 0.0, cpus_per_worker=None, block_rows: int | None = None,
+                    max_retries: int = 3):
     """(FeatureSet of `ds` in its order, facts for results.json), computed on Ray actors and kept
     in shards under `out_dir/shards/`. `base`: the base model's features instead (two-model
     protocol), its media embedded by the target's encoder."""
@@ -93,7 +94,7 @@ def features_on_ray(ds: Dataset, target, cfg, out_dir, *, base=None, ray_address
                                     "allow_download": downloads_allowed()},
                             shard_dir=shard_dir, ray_address=ray_address, workers=workers,
                             gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
-                            batch_size=cfg.batch_size, block_rows=block_rows,
+                            batch_size=cfg.batch_size, block_rows=block_rows, max_retries=max_retries,
                             description="FiMMIA base features of" if base is not None else "FiMMIA features of")
         info.update(ran)
     wanted = {s.id for s in ds.samples}
