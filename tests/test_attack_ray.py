@@ -214,3 +214,40 @@ def test_cli_default_starts_and_stops_its_own_local_cluster(setup, tmp_path):
     df = pd.read_parquet(out / "scores.parquet")
     for name in ("loss", "min_k"):
         np.testing.assert_allclose(df[name].to_numpy(), expected.columns[name], atol=1e-5, rtol=0, err_msg=name)
+
+
+def test_a_block_that_kills_its_worker_every_time_fails_the_run_naming_its_rows_and_a_rerun_resumes(
+        setup, ray_cluster, tmp_path, capsys, monkeypatch):
+    from mmia import cli
+
+    data, model, ref, local, expected = setup
+    out = tmp_path / "out"
+    argv = ["mmia", "-q", "attack", str(data), "--target", str(model), "--attacks", "loss", "--out", str(out),
+            "--batch-size", "4", "--engine", "ray", "--workers", "1"]  # one attack, no reference: short restarts
+    # 24 rows, batch 4, one worker: blocks of rows 1-8, 9-16, 17-24; every worker dies on row 12
+    monkeypatch.setenv(FAULT_ENV, "kill-row:12")
+    monkeypatch.setattr(sys, "argv", [*argv, "--max-retries", "1"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{data}, row 9:" in err and "rows 9-16" in err and "killed its Ray worker 2 times" in err
+    assert "--max-retries 1" in err
+    held = _shard_ids(out)
+    assert held and len(held) == len(set(held)) and not (out / "results.json").exists()
+    rows = {sid: i + 1 for i, sid in enumerate(expected.ids)}  # the set's rows hold every sample, in order
+    assert all(not 9 <= rows[i] <= 16 for i in held)  # the finished blocks' shards only
+
+    monkeypatch.delenv(FAULT_ENV)
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    assert exc.value.code == 0, capsys.readouterr().err
+    res = json.loads((out / "results.json").read_text())
+    assert res["settings"]["ray"]["reused"] == len(held) and res["settings"]["ray"]["computed"] == N - len(held)
+    ids = _shard_ids(out)
+    assert len(ids) == N and sorted(ids) == sorted(expected.ids)
+    df = pd.read_parquet(out / "scores.parquet")
+    assert list(df["id"]) == expected.ids
+    np.testing.assert_allclose(df["loss"].to_numpy(), expected.columns["loss"], atol=1e-5, rtol=0)

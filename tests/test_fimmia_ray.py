@@ -73,3 +73,40 @@ def test_fimmia_score_on_ray_equals_local_and_a_rerun_reuses_the_shards(trained,
     again = json.loads((out / "results.json").read_text())
     assert again["settings"]["ray"]["reused"] == 10 and again["settings"]["ray"]["computed"] == 0
     np.testing.assert_allclose(pd.read_parquet(out / "scores.parquet")["fimmia"], want["fimmia"], atol=1e-5, rtol=0)
+
+
+def test_fimmia_train_two_model_on_ray_equals_local_and_a_rerun_reuses_the_shards(trained, ray_cluster, tmp_path):
+    """`fimmia train --base --holdout --engine ray`: target and base features from the actors (the
+    base's media through the target's encoder, as locally), the network trained on the driver."""
+    from safetensors.torch import load_file
+    from typer.testing import CliRunner
+
+    from mmia.cli import app
+    from mmia.testbeds.random_llava import build_random_llava
+
+    root, llava, _ = trained
+    base = build_random_llava(tmp_path / "base", image_size=32, patch_size=8, seed=1)
+    args = ["-q", "fimmia", "train", str(root / "train.jsonl"), "--target", str(llava), "--base", str(base),
+            "--k", "4", "--field", "answer+media", "--text-embedder", "none", "--holdout", "0.25",
+            "--with-loss", "--seed", "3"]
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "local"), "--cache", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    ray_out = tmp_path / "ray"
+    for attempt in range(2):
+        r = CliRunner().invoke(app, [*args, "--out", str(ray_out), "--engine", "ray", "--workers", "2"])
+        assert r.exit_code == 0, r.output
+        cfg = json.loads((ray_out / "config.json").read_text())
+        facts = cfg["history"]["ray"]
+        n = len(cfg["train_ids"])  # protocol (b): the training part's members, once per model
+        for role in ("target", "base"):
+            assert (facts[role]["reused"], facts[role]["computed"]) == ((n, 0) if attempt else (0, n)), role
+        want = load_file(str(tmp_path / "local" / "model.safetensors"))
+        got = load_file(str(ray_out / "model.safetensors"))
+        assert sorted(got) == sorted(want)
+        for k in want:  # same features (to 1e-5) and seed: the same network
+            torch.testing.assert_close(got[k], want[k], atol=1e-5, rtol=0, msg=k)
+        a = json.loads((tmp_path / "local" / "holdout" / "results.json").read_text())
+        b = json.loads((ray_out / "holdout" / "results.json").read_text())
+        assert [e["name"] for e in b["attacks"]] == [e["name"] for e in a["attacks"]]
+        for x, y in zip(a["attacks"], b["attacks"], strict=True):
+            assert y["auc"] == pytest.approx(x["auc"], abs=1e-6), x["name"]
