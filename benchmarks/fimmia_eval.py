@@ -28,9 +28,11 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    from mmia.fimmia.register import run_on_testbed
-    from mmia.results import RunResult, write_results
-    from mmia.testbeds.base import DemoContext, Testbed
+    from mmia.demo.steps import DemoContext
+    from mmia.fimmia.demo_step import run_on_testbed
+    from mmia.report import save_run
+    from mmia.results import RunResult
+    from mmia.testbeds.base import Testbed
 
     tb = Testbed.from_dir(args.testbed)
     ctx = DemoContext(out_dir=args.out, cache_dir=args.cache or args.out / "cache", seed=args.seed, quick=args.quick)
@@ -42,7 +44,7 @@ def main() -> None:
         sections=[s for s, _ in parts],
         settings={"testbed": str(args.testbed), "seconds": round(time.perf_counter() - t0, 1)},
     )
-    write_results(args.out, result, [t for _, t in parts])
+    save_run(args.out, result, [t for _, t in parts])
     for section, _ in parts:
         print(f"\n{section.name}  ({section.notes})")
         print(f"{'attack':<40}{'AUC':>7}{'95% CI':>18}{'TPR@1%':>9}{'TPR@5%':>9}")

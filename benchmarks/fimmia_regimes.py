@@ -28,8 +28,9 @@ def _print(entries) -> None:
 
 
 def weak(root: Path, cache_dir: Path) -> None:
-    from mmia.fimmia.register import DEMO_K, DEMO_SAMPLES, run_on_testbed
-    from mmia.testbeds.base import DemoContext, Testbed
+    from mmia.demo.steps import DemoContext
+    from mmia.fimmia.demo_step import DEMO_K, DEMO_SAMPLES, run_on_testbed
+    from mmia.testbeds.base import Testbed
     from mmia.testbeds.vlm import Stage, VlmSettings, build_vlm
 
     if (root / "manifest.json").exists():
@@ -46,9 +47,9 @@ def cross(root: Path, cache_dir: Path) -> None:
     from mmia.cache import Cache
     from mmia.data import load_dataset
     from mmia.fimmia.api import _entries, train_model
+    from mmia.fimmia.demo_step import DEMO_K, DEMO_SAMPLES, balanced_subset
     from mmia.fimmia.network import TrainConfig
     from mmia.fimmia.pipeline import FeatureExtractor, config_for_testbed
-    from mmia.fimmia.register import DEMO_K, DEMO_SAMPLES, balanced_subset
     from mmia.perturb import NeighbourConfig
     from mmia.testbeds.base import Testbed
     from mmia.testbeds.build import build_testbed

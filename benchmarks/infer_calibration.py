@@ -67,7 +67,7 @@ def _name_features(testbed) -> tuple[list[str], np.ndarray, np.ndarray]:
     from mmia.infer.names import inversion_target, umid_columns
     from mmia.targets import load_target
     from mmia.umid.audit import UmidConfig
-    from mmia.umid.methods import demo_settings
+    from mmia.umid.demo_step import demo_settings
 
     ds = load_dataset(testbed.splits[NAMES_SPLIT])
     config = UmidConfig(seed=0, **demo_settings(testbed.name, quick=False))

@@ -26,10 +26,11 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     from mmia.cache import default_cache_dir
-    from mmia.testbeds.base import DemoContext, Testbed
+    from mmia.demo.steps import DemoContext
+    from mmia.testbeds.base import Testbed
     from mmia.testbeds.build import build_testbed
     from mmia.testbeds.clip_identities import build_clip_identities
-    from mmia.umid.methods import demo_step
+    from mmia.umid.demo_step import umid_demo_step
 
     def built(name, seed, **overrides):
         d = args.dir / name
@@ -44,7 +45,7 @@ def main() -> None:
     aucs = {}
     for name, (tb, cache, seed) in builds.items():
         ctx = DemoContext(out_dir=args.dir / "out", cache_dir=cache, seed=seed, quick=False)
-        [(section, _)] = demo_step(tb, ctx)
+        [(section, _)] = umid_demo_step(tb, ctx)
         aucs[name] = {e.name: (e.auc, e.auc_ci95) for e in section.attacks}
         print(name, {k: round(v[0], 3) for k, v in aucs[name].items()}, flush=True)
     rules = [r for r in aucs["seed 0"] if r == "umid" or r.startswith("umid:")]

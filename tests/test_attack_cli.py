@@ -11,9 +11,9 @@ import pytest
 import torch
 from tiny_models import tiny_dir, write_media_dataset  # noqa: F401  (fixture)
 
-from mmia.attacks.registry import list_demo_steps
 from mmia.attacks.runner import run_attack
 from mmia.data import load_dataset
+from mmia.demo.steps import DemoContext, list_demo_steps
 from mmia.errors import InputError
 from mmia.testbeds import base as testbeds_base
 
@@ -82,7 +82,7 @@ def test_demo_step_scores_only_the_matched_split(tiny_dir, tmp_path):  # noqa: F
                  splits={"matched": data, "shifted": data},
                  targets={"target": tiny_dir("llava"), "base": tiny_dir("qwen2vl")})
     step = next(s for s in list_demo_steps() if s.name == "attack")
-    out = step.run(tb, testbeds_base.DemoContext(out_dir=tmp_path / "o", cache_dir=tmp_path / "c", quick=True))
+    out = step.run(tb, DemoContext(out_dir=tmp_path / "o", cache_dir=tmp_path / "c", quick=True))
     assert len(out) == 1
     section, table = out[0]
     assert "matched" in section.name and table.section == section.name
@@ -104,7 +104,7 @@ def test_demo_step_on_the_quick_vlm_testbed(quick_cache):
     prompt = target.tokenizer.decode(e.input_ids[e.codes == PROMPT])
     assert prompt.startswith("USER:") and prompt.rstrip().endswith("ASSISTANT:") and ds[0].prompt in prompt
     step = next(s for s in list_demo_steps() if s.name == "attack")
-    out = step.run(tb, testbeds_base.DemoContext(out_dir=root, cache_dir=quick_cache, quick=True))
+    out = step.run(tb, DemoContext(out_dir=root, cache_dir=quick_cache, quick=True))
     assert len(out) == 1, [s.name for s, _ in out]
     section, table = out[0]
     names = {e.name for e in section.attacks}

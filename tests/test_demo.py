@@ -6,16 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmia.attacks import registry
 from mmia.data import load_dataset
-from mmia.demo import run_demo, summary_rows
+from mmia.demo import run_demo, steps
+from mmia.report.console import summary_rows
 from mmia.results import AttackEntry, ScoreTable, Section
 
 
 @pytest.fixture
 def no_steps(monkeypatch):
-    monkeypatch.setattr(registry, "_DEMO_STEPS", {})
-    monkeypatch.setitem(registry._loaded, "done", True)
+    monkeypatch.setattr(steps, "_STEPS", {})
+    monkeypatch.setitem(steps._loaded, "done", True)
 
 
 def test_quick_demo_with_no_steps_writes_outputs(tmp_path, no_steps, quick_cache):
@@ -57,8 +57,8 @@ def _broken_step(tb, ctx):
 
 
 def test_demo_runs_registered_steps(tmp_path, no_steps, quick_cache):
-    registry.register_demo_step("length", order=10)(_answer_length_step)
-    registry.register_demo_step("broken", order=20)(_broken_step)
+    steps.register_demo_step("length", order=10)(_answer_length_step)
+    steps.register_demo_step("broken", order=20)(_broken_step)
     outcome = run_demo(tmp_path / "out", quick=True, cache_dir=quick_cache, jobs=2, log=lambda m: None)
     names = [s.name for s in outcome.result.sections]
     assert len(names) == len(set(names))
@@ -112,8 +112,8 @@ def test_a_testbed_that_fails_to_build_is_reported(tmp_path, no_steps, quick_cac
 
 def test_steps_in_worker_processes_match_steps_in_this_process(tmp_path, no_steps, quick_cache):
     """The pool changes where and when steps run, never what they produce or the order of sections."""
-    registry.register_demo_step("length", order=10)(_answer_length_step)
-    registry.register_demo_step("broken", order=20)(_broken_step)
+    steps.register_demo_step("length", order=10)(_answer_length_step)
+    steps.register_demo_step("broken", order=20)(_broken_step)
     pooled = run_demo(tmp_path / "pooled", quick=True, cache_dir=quick_cache, jobs=2, log=lambda m: None)
     inline = run_demo(tmp_path / "inline", quick=True, cache_dir=quick_cache, jobs=1, log=lambda m: None)
     assert [s.name for s in pooled.result.sections] == [s.name for s in inline.result.sections]
@@ -126,7 +126,7 @@ def test_steps_in_worker_processes_match_steps_in_this_process(tmp_path, no_step
 
 
 def test_jobs_start_with_the_costliest_build_then_the_cheapest(tmp_path):
-    from mmia.demo_jobs import DemoJobs
+    from mmia.demo.jobs import DemoJobs
     from mmia.testbeds.base import TestbedSpec
 
     specs = [TestbedSpec(f"t{cost}", "x", _broken_build, cost=cost) for cost in (5, 50, 1, 20)]
@@ -160,8 +160,8 @@ def _once_killing_step(tb, ctx):
 
 
 def test_a_dead_worker_costs_only_its_own_job(tmp_path, no_steps, quick_cache):
-    registry.register_demo_step("killer", order=10)(_worker_killing_step)
-    registry.register_demo_step("length", order=20)(_answer_length_step)
+    steps.register_demo_step("killer", order=10)(_worker_killing_step)
+    steps.register_demo_step("length", order=20)(_answer_length_step)
     logged = []
     outcome = run_demo(tmp_path / "out", quick=True, cache_dir=quick_cache, jobs=2, log=logged.append)
     assert outcome.failures == ["vlm · killer: its worker process died (killed by SIGKILL)"]
@@ -171,7 +171,7 @@ def test_a_dead_worker_costs_only_its_own_job(tmp_path, no_steps, quick_cache):
 
 
 def test_a_job_whose_worker_died_once_runs_again(tmp_path, no_steps, quick_cache):
-    registry.register_demo_step("flaky", order=10)(_once_killing_step)
+    steps.register_demo_step("flaky", order=10)(_once_killing_step)
     outcome = run_demo(tmp_path / "out", quick=True, cache_dir=quick_cache, jobs=2, log=lambda m: None)
     assert not outcome.failures
     (tmp_path / "inline" / "work").mkdir(parents=True)

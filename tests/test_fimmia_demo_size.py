@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mmia.data.schema import Dataset, Sample
-from mmia.fimmia.register import balanced_subset
+from mmia.fimmia.demo_step import balanced_subset
 
 
 def _ds(order):

@@ -198,8 +198,9 @@ def test_original_loss_equals_engine_answer_loss(llava, data):
 
 
 def test_registered_and_demo_step(llava, data, tmp_path):
-    from mmia.attacks.registry import get_attack, list_demo_steps
-    from mmia.testbeds.base import DemoContext, Testbed
+    from mmia.attacks.registry import get_attack
+    from mmia.demo.steps import DemoContext, list_demo_steps
+    from mmia.testbeds.base import Testbed
 
     spec = get_attack("fimmia")
     assert spec.family == "neural" and "2512.02786" in spec.paper and "2406.10218" in spec.paper

@@ -141,15 +141,14 @@ def _sha(path: Path) -> str:
 def demo_dir(chromium, tmp_path_factory, request):
     """A quick demo run (real testbeds from the session's cache, real steps), on two testbeds."""
     quick_cache = request.getfixturevalue("quick_cache")  # after the browser check: a skip builds nothing
-    from mmia.attacks import registry
-    from mmia.demo import run_demo
+    from mmia.demo import run_demo, steps
     from mmia.testbeds import base
 
-    registry.list_demo_steps()  # load the built-in steps before choosing among them
+    steps.list_demo_steps()  # load the built-in steps before choosing among them
     specs = {s.name: s for s in base.list_testbeds()}
     out = tmp_path_factory.mktemp("report-demo") / "out"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(registry, "_DEMO_STEPS", {k: v for k, v in registry._DEMO_STEPS.items() if k in DEMO_STEPS})
+        mp.setattr(steps, "_STEPS", {k: v for k, v in steps._STEPS.items() if k in DEMO_STEPS})
         for name, spec in specs.items():
             if spec.in_demo and name not in DEMO_TESTBEDS:
                 mp.setitem(base._TESTBEDS, name, dataclasses.replace(spec, in_demo=False))

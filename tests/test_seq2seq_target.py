@@ -207,8 +207,9 @@ def test_reference_with_another_tokenizer_compares_own_losses(models, audio_data
 def test_fimmia_demo_step_compares_with_the_best_score_attack_on_audio(models, audio_data, tmp_path):
     """FiMMIA's testbed run on an audio (Whisper-style) testbed now has its score-attack baseline,
     computed by the engine on the same evaluation samples."""
-    from mmia.fimmia.register import run_on_testbed
-    from mmia.testbeds.base import DemoContext, Testbed
+    from mmia.demo.steps import DemoContext
+    from mmia.fimmia.demo_step import run_on_testbed
+    from mmia.testbeds.base import Testbed
 
     rows = [json.loads(line) for line in audio_data.read_text().splitlines()][:12]  # rows with an answer
     for r in rows:

@@ -114,8 +114,8 @@ def test_audio_shift_is_found(tmp_path):
 
 def test_scenes_testbed_verdicts_through_the_demo_step(tmp_path):
     """`mmia demo`'s shift step on the scenes testbed: matched -> no shift, shifted -> shifted."""
-    from mmia.attacks.registry import list_demo_steps
-    from mmia.testbeds.base import DemoContext, Testbed
+    from mmia.demo.steps import DemoContext, list_demo_steps
+    from mmia.testbeds.base import Testbed
     from mmia.testbeds.scenes import write_scenes_split
 
     splits = {

@@ -142,9 +142,9 @@ def test_cli_bad_query_row(clip_tb, tmp_path):
 
 
 def test_registry_and_demo_step(clip_tb, tmp_path):
-    from mmia.attacks.registry import list_attacks, list_demo_steps
-    from mmia.testbeds.base import DemoContext
-    from mmia.umid.methods import demo_step
+    from mmia.attacks.registry import list_attacks
+    from mmia.demo.steps import DemoContext, list_demo_steps
+    from mmia.umid.demo_step import umid_demo_step as demo_step
 
     names = {s.name for s in list_attacks(target_kind="clip")}
     assert {"umid", "umid-name-control", "umid-sequential", "umid-media-cosine"} <= names

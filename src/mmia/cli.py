@@ -94,9 +94,9 @@ def attack(
 ):
     """Score-based membership-inference attacks against a target model."""
     from rich.console import Console
-    from rich.table import Table
 
     from mmia.attacks.runner import run_attack
+    from mmia.report import print_run
 
     names = [a.strip() for a in attacks.split(",") if a.strip()] or None
     result, _ = run_attack(data, target, attacks=names, reference_dir=reference, out_dir=out,
@@ -104,14 +104,7 @@ def attack(
                            base_dir=base, engine=engine, ray_address=ray_address, workers=workers,
                            gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
                            max_batch_tokens=max_batch_tokens, max_retries=max_retries)
-    table = Table(title=f"attack: {data}")
-    for col in ("attack", "AUC", "95% CI", "TPR@1%FPR"):
-        table.add_column(col)
-    for e in result.attacks:
-        ci = f"[{e.auc_ci95[0]:.3f}, {e.auc_ci95[1]:.3f}]" if e.auc_ci95 else "-"
-        tpr = e.tpr_at_fpr.get("0.01")
-        table.add_row(e.name, "-" if e.auc is None else f"{e.auc:.3f}", ci, "-" if tpr is None else f"{tpr:.3f}")
-    Console(stderr=True).print(table)
+    print_run(result, title=f"attack: {data}", console=Console(stderr=True))  # stdout: the results path alone
     typer.echo(str(out / "results.json"))
 
 
@@ -193,13 +186,10 @@ def shift(
     threads: int = typer.Option(1, "--threads", min=1, help="BLAS/OpenMP threads for the classifiers."),
 ):
     """Blind distribution-shift check: can members and non-members be told apart without the model?"""
-    from rich.console import Console
-    from rich.table import Table
-
     from mmia.cache import Cache
     from mmia.data import load_dataset
-    from mmia.report import render_report
-    from mmia.results import RunResult, write_results
+    from mmia.report import print_run, save_run
+    from mmia.results import RunResult
     from mmia.shift import run_shift
 
     ds = load_dataset(data, skip_bad=skip_bad, ignore_columns=ignore_column, require_labels=True)
@@ -207,21 +197,11 @@ def shift(
     with Cache(cache) as store:
         section, scores = run_shift(ds, names, folds=folds, seed=seed, cache=store, text_embedder=text_embedder,
                                     skip_bad=skip_bad, threads=threads)
-    result = RunResult(**{**section.model_dump(), "name": "shift", "command": "shift"})
-    result.settings = {**section.settings, "data": str(data)}
-    write_results(out, result, scores)
-    render_report(out)
-    table = Table(title=f"blind shift check: {data}")
-    for col in ("method", "AUC", "95% CI", "TPR@1%FPR", "Holm p", "s"):
-        table.add_column(col)
-    for e in section.attacks:
-        lo, hi = e.auc_ci95
-        table.add_row(e.name, f"{e.auc:.3f}", f"{lo:.3f}-{hi:.3f}", f"{e.tpr_at_fpr['0.01']:.3f}",
-                      f"{e.p_holm:.2g}", f"{e.seconds:.1f}")
-    console = Console()
-    console.print(table)
-    console.print(f"verdict: {section.verdict}", markup=False)
-    console.print(section.verdict_detail, markup=False)
+    result = RunResult.of_section(section, name="shift", command="shift",
+                                  settings={**section.settings, "data": str(data)})
+    save_run(out, result, scores)
+    print_run(result, title=f"blind shift check: {data}",
+              extra={"Holm p": lambda e: f"{e.p_holm:.2g}", "s": lambda e: f"{e.seconds:.1f}"})
     typer.echo(str(out / "results.json"))
 
 
@@ -274,8 +254,8 @@ def umid(
     """Text-only membership audit of a CLIP/CLAP model (UMID): was this name in the training data?"""
     from mmia.cache import Cache
     from mmia.errors import InputError
-    from mmia.report import render_report
-    from mmia.results import RunResult, write_results
+    from mmia.report import print_run, save_run
+    from mmia.results import RunResult
     from mmia.umid.audit import SequentialConfig, UmidConfig
     from mmia.umid.methods import audit_queries, to_results
 
@@ -291,12 +271,9 @@ def umid(
                             cache=cache, base=base)
     section, table = to_results(res, name="umid", queries=queries, target=target, show_queries=show_queries,
                                 settings={"umid": cfg.model_dump()})
-    run = RunResult(**section.model_dump())
-    write_results(out, run, table)
-    render_report(out)
-    for e in run.attacks:
-        if e.auc is not None:
-            typer.echo(f"{e.name:34s} AUC {e.auc:.3f}  TPR@1%FPR {e.tpr_at_fpr.get('0.01', 0):.3f}")
+    run = RunResult.of_section(section)
+    save_run(out, run, table)
+    print_run(run, title=f"umid: {queries}")
     typer.echo(str(out / "report.html"))
 
 

@@ -42,21 +42,6 @@ def _config(
     )
 
 
-def _print(result) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=result.notes or "FiMMIA")
-    for col in ("attack", "AUC", "95% CI", "TPR@1%FPR", "TPR@5%FPR"):
-        table.add_column(col)
-    for e in result.attacks:
-        ci = f"[{e.auc_ci95[0]:.3f}, {e.auc_ci95[1]:.3f}]" if e.auc_ci95 else ""
-        table.add_row(
-            e.name, f"{e.auc:.3f}", ci, f"{e.tpr_at_fpr.get('0.01', 0):.3f}", f"{e.tpr_at_fpr.get('0.05', 0):.3f}"
-        )
-    Console().print(table)
-
-
 @app.command("train")
 @accepts_quiet
 def train_cmd(
@@ -149,7 +134,9 @@ def train_cmd(
         f"attack model: {out} (trained on {len(model.train_ids)} samples, best epoch {model.history['best_epoch']})"
     )
     if result is not None:
-        _print(result)
+        from mmia.report import print_run
+
+        print_run(result)
         typer.echo(f"held-out results: {out / 'holdout' / 'results.json'}")
 
 
@@ -186,5 +173,7 @@ def score_cmd(
                        engine=engine, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
                        cpus_per_worker=cpus_per_worker, max_retries=max_retries)
     if result.attacks:
-        _print(result)
+        from mmia.report import print_run
+
+        print_run(result)
     typer.echo(f"results: {out / 'results.json'}")

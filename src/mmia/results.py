@@ -6,6 +6,7 @@ import json
 import math
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -48,14 +49,22 @@ class DatasetInfo(BaseModel):
     n_skipped: int = 0
 
     @classmethod
-    def of(cls, dataset) -> DatasetInfo:
-        return cls(
+    def of(cls, dataset, *, labels=None, n_dropped: int = 0) -> DatasetInfo:
+        """The set's counts as evaluated: with `n_dropped` rows left out after loading (bad media the
+        engine met), the samples and the members/non-members are those of `labels`, the rows scored."""
+        info = cls(
             path=str(dataset.path),
             n_members=dataset.n_members,
             n_nonmembers=dataset.n_nonmembers,
             n_samples=len(dataset),
-            n_skipped=len(dataset.skipped),
+            n_skipped=len(dataset.skipped) + n_dropped,
         )
+        if n_dropped:
+            info.n_samples = len(dataset) - n_dropped
+            if labels is not None:
+                info.n_members = int((np.asarray(labels) == 1).sum())
+                info.n_nonmembers = int((np.asarray(labels) == 0).sum())
+        return info
 
 
 class Section(BaseModel):
@@ -82,6 +91,11 @@ class RunResult(Section):
     created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     settings: dict = Field(default_factory=dict)
     sections: list[Section] = Field(default_factory=list)
+
+    @classmethod
+    def of_section(cls, section: Section, **update) -> RunResult:
+        """A run holding one audit: the section's fields at the top level (what a single command writes)."""
+        return cls(**{**section.model_dump(), **update})
 
 
 class ScoreTable:
@@ -111,6 +125,13 @@ class ScoreTable:
         return df
 
 
+class SectionScores(NamedTuple):
+    """What a method family returns for one audited set: its section and its per-sample scores."""
+
+    section: Section
+    scores: ScoreTable | None = None
+
+
 def _clean(obj):
     """JSON cannot hold NaN/inf: write them as null."""
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -123,7 +144,8 @@ def _clean(obj):
 
 
 def write_results(out_dir: str | Path, result: RunResult, scores: ScoreTable | list[ScoreTable] | None) -> Path:
-    """Write results.json and scores.parquet into `out_dir` (created), atomically per file."""
+    """Write results.json and scores.parquet into `out_dir` (created), atomically per file; with no
+    scores, an empty table (the report and readers expect the file)."""
     import pandas as pd
 
     out = Path(out_dir)
@@ -132,12 +154,15 @@ def write_results(out_dir: str | Path, result: RunResult, scores: ScoreTable | l
     tmp = out / "results.json.tmp"
     tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     tmp.replace(out / "results.json")
-    if scores is not None:
-        tables = scores if isinstance(scores, list) else [scores]
-        df = pd.concat([t.to_frame() for t in tables], ignore_index=True) if tables else pd.DataFrame()
-        tmp = out / "scores.parquet.tmp"
-        df.to_parquet(tmp, index=False)
-        tmp.replace(out / "scores.parquet")
+    tables = [] if scores is None else scores if isinstance(scores, list) else [scores]
+    if tables:
+        df = pd.concat([t.to_frame() for t in tables], ignore_index=True)
+    else:
+        df = pd.DataFrame({"section": pd.Series([], dtype=str), "id": pd.Series([], dtype=str),
+                           "label": pd.array([], dtype="Int64")})
+    tmp = out / "scores.parquet.tmp"
+    df.to_parquet(tmp, index=False)
+    tmp.replace(out / "scores.parquet")
     return out / "results.json"
 
 

@@ -3,7 +3,6 @@ generative target, calibrated by the testbed's base model where it has one."""
 
 from __future__ import annotations
 
-from mmia.attacks.registry import register_demo_step
 from mmia.targets.base import GENERATIVE_KINDS
 
 GENERATIVE = GENERATIVE_KINDS
@@ -14,7 +13,6 @@ def demo_splits(testbed) -> list[str]:
     return ["matched"] if "matched" in testbed.splits else sorted(testbed.splits)
 
 
-@register_demo_step("attack", order=20)
 def attack_demo_step(testbed, ctx) -> list:
     """Score attacks on each labelled split of a testbed with a generative target."""
     if testbed.target_kind not in GENERATIVE or "target" not in testbed.targets:
@@ -22,7 +20,7 @@ def attack_demo_step(testbed, ctx) -> list:
     from mmia.attacks.runner import evaluate_scored, score_samples, scored_info, select_attacks
     from mmia.cache import Cache
     from mmia.data import load_dataset
-    from mmia.results import Section
+    from mmia.results import Section, SectionScores
     from mmia.targets import load_target
 
     target = load_target(testbed.targets["target"])
@@ -45,5 +43,5 @@ def attack_demo_step(testbed, ctx) -> list:
                               attacks=entries, skipped=scored.skipped,
                               notes="reference attack calibrated by the pre-fine-tuning base model"
                               if reference is not None else None)
-            out.append((section, table))
+            out.append(SectionScores(section, table))
     return out

@@ -36,14 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmia.attacks.runner import (
-    Scored,
-    attack_result,
-    budget_setting,
-    plan_attack,
-    score_samples,
-    write_attack_outputs,
-)
+from mmia.attacks.runner import Scored, attack_result, budget_setting, plan_attack, score_samples
 from mmia.data.schema import MEDIA_FIELDS, Dataset, Sample, SkippedRow
 from mmia.engine.ray_blocks import (  # noqa: F401  (SHARDS, done_ids: what callers of this module read)
     META_KEY,
@@ -282,5 +275,7 @@ def run_attack_ray(data, target_dir, *, attacks=None, reference_dir=None, out_di
                 "seconds_total": round(time.perf_counter() - t0, 3), "engine_kind": "ray", "ray": ray_info}
     result, table = attack_result(index, scored, specs, configs, target_dir=target_dir, reference_dir=reference_dir,
                                   reference_from=reference_from, peft=peft, seed=seed, settings=settings)
-    write_attack_outputs(out_dir, result, table)
+    from mmia.report import save_run
+
+    save_run(out_dir, result, table)
     return result, table

@@ -29,11 +29,8 @@ TARGET_KINDS = ("causal-lm", "vlm", "audio-lm", "clip", "clap")
 BUILTIN_MODULES: list[str] = [
     "mmia.attacks.score_attacks",
     "mmia.attacks.contrastive_attacks",
-    "mmia.attacks.demo_step",
     "mmia.fimmia.register",
     "mmia.shift.methods",
-    "mmia.shift.demo_step",
-    "mmia.infer.demo_step",
     "mmia.umid.methods",
 ]
 
@@ -153,32 +150,3 @@ def list_attacks(family: str | None = None, target_kind: str | None = None, moda
     if target_kind is not None or modalities is not None:
         specs = [s for s in specs if s.applies_to(target_kind, modalities)]
     return sorted(specs, key=lambda s: (FAMILIES.index(s.family), s.name))
-
-
-# --- demo steps -------------------------------------------------------------------------------
-# A method family adds itself to `mmia demo` by registering a step: a function
-# (testbed: Testbed, ctx: DemoContext) -> list[tuple[Section, ScoreTable | None]], returning []
-# when the testbed is not one it applies to. The demo runs steps in `order`, never naming them.
-
-
-@dataclass(frozen=True)
-class DemoStep:
-    name: str
-    order: int
-    run: Callable
-
-
-_DEMO_STEPS: dict[str, DemoStep] = {}
-
-
-def register_demo_step(name: str, order: int = 50):
-    def deco(fn):
-        _DEMO_STEPS[name] = DemoStep(name=name, order=order, run=fn)
-        return fn
-
-    return deco
-
-
-def list_demo_steps() -> list[DemoStep]:
-    _ensure_loaded()
-    return sorted(_DEMO_STEPS.values(), key=lambda s: (s.order, s.name))

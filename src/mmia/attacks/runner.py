@@ -196,14 +196,7 @@ def score_samples(
 
 def scored_info(dataset, scored: Scored) -> DatasetInfo:
     """The dataset's counts as evaluated: rows the engine skipped (bad media) are not members or non-members."""
-    info = DatasetInfo.of(dataset)
-    if scored.skipped:
-        info.n_samples = len(scored.ids)
-        info.n_skipped += len(scored.skipped)
-        if scored.labels is not None:
-            info.n_members = int((scored.labels == 1).sum())
-            info.n_nonmembers = int((scored.labels == 0).sum())
-    return info
+    return DatasetInfo.of(dataset, labels=scored.labels, n_dropped=len(scored.skipped))
 
 
 def evaluate_scored(scored: Scored, seed: int = 0) -> tuple[list[AttackEntry], ScoreTable]:
@@ -267,14 +260,6 @@ def attack_result(dataset, scored: Scored, specs, configs, *, target_dir, refere
     if peft is not None:
         result.settings["adapter"] = peft.summary()
     return result, table
-
-
-def write_attack_outputs(out_dir, result: RunResult, table: ScoreTable) -> None:
-    from mmia.report import render_report
-    from mmia.results import write_results
-
-    write_results(out_dir, result, table)
-    render_report(out_dir)
 
 
 def run_attack(
@@ -350,7 +335,9 @@ def run_attack(
                   "dtype": str(target.dtype).removeprefix("torch."), "target_kind": target.kind,
                   "engine": scored.counts, "seconds_total": round(time.perf_counter() - t0, 3)})
     if out_dir is not None:
-        write_attack_outputs(out_dir, result, table)
+        from mmia.report import save_run
+
+        save_run(out_dir, result, table)
     return result, table
 
 

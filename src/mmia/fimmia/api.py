@@ -330,17 +330,10 @@ def evaluate(model: FimmiaModel, ds: Dataset, target, cfg: FimmiaConfig, cache, 
         f"evaluated on {len(ds)} disjoint samples",
     )
     if out_dir is not None:
-        from mmia.results import write_results
+        from mmia.report import save_run
 
-        write_results(out_dir, result, table)
-        _try_report(out_dir)
+        save_run(out_dir, result, table)
     return result
-
-
-def _try_report(out_dir) -> None:
-    from mmia.report import render_report
-
-    render_report(out_dir)
 
 
 def score(

@@ -9,7 +9,6 @@ their names alone (the `queries` split; UMID's signals, at the demo's UMID setti
 
 from __future__ import annotations
 
-from mmia.attacks.registry import register_demo_step
 from mmia.targets.base import GENERATIVE_KINDS
 
 # The labelled split of media rows per kind of testbed: the contrastive testbeds' own photos or
@@ -33,7 +32,6 @@ def _questions(ds, seed: int, shifted=None) -> list:
     return questions
 
 
-@register_demo_step("infer", order=25)
 def infer_demo_step(testbed, ctx) -> list:
     split = next((s for s in SPLITS if s in testbed.splits), None)
     if split is None or "target" not in testbed.targets:
@@ -53,7 +51,7 @@ def infer_demo_step(testbed, ctx) -> list:
     splits = [split]
     if target.kind in CONTRASTIVE and NAMES_SPLIT in testbed.splits:
         from mmia.umid.audit import UmidConfig
-        from mmia.umid.methods import demo_settings
+        from mmia.umid.demo_step import demo_settings
 
         splits.append(NAMES_SPLIT)
         umid = UmidConfig(seed=ctx.seed, **demo_settings(testbed.name, ctx.quick))  # the umid step's inversions

@@ -231,9 +231,8 @@ def _result(sus, val, main, control, names, verdict, alpha, seed, shift_section,
 
 
 def _write(out_dir, result: RunResult, scored: dict, main: SplitTest) -> None:
-    from mmia.report import render_report
+    from mmia.report import save_run
     from mmia.report.plots import histogram_plot
-    from mmia.results import write_results
 
     tables = []
     held = {"suspect": main.test_index_suspect, "validation": main.test_index_validation}
@@ -259,5 +258,4 @@ def _write(out_dir, result: RunResult, scored: dict, main: SplitTest) -> None:
                              result.alpha, "median p against suspect-set size (subsamples)",
                              out / "plots" / "infer-p-by-size.png")
         result.figures.append(str(curve.relative_to(out)))
-    write_results(out, result, tables)
-    render_report(out)
+    save_run(out, result, tables)

@@ -1,5 +1,7 @@
-"""HTML report and ROC plots rendered from a results directory."""
+"""Saving, rendering and printing a run: results files, HTML report and ROC plots, console table."""
 
+from mmia.report.console import print_run
 from mmia.report.render import render_report
+from mmia.report.save import save_run
 
-__all__ = ["render_report"]
+__all__ = ["print_run", "render_report", "save_run"]

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from mmia.attacks.registry import register_demo_step
 
-
-@register_demo_step("shift", order=10)
 def shift_demo_step(testbed, ctx) -> list:
     """One Section (and its out-of-fold scores) per split of the testbed that has labelled data."""
     from mmia.cache import Cache

@@ -40,16 +40,6 @@ class Testbed:
         )
 
 
-@dataclass
-class DemoContext:
-    """What a demo step gets besides the testbed: where to write, the value cache, the seed."""
-
-    out_dir: Path
-    cache_dir: Path
-    seed: int = 0
-    quick: bool = False  # miniature settings (tests)
-
-
 # --- testbed registry ---------------------------------------------------------------------------
 # Each testbed module registers a builder: fn(out_dir: Path, *, seed: int, quick: bool) -> Testbed,
 # which writes data, models and manifest.json into out_dir. `mmia testbed NAME` and `mmia demo`

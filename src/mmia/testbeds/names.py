@@ -14,7 +14,13 @@ def person_names(n: int, seed: int, locales=LOCALES, *, with_locales: bool = Fal
     has the same mix of locales and name styles. `with_locales=True` also returns each name's
     locale (for checks of that claim).
     """
-    from faker import Faker
+    try:
+        from faker import Faker
+    except ImportError:  # a testbed-only dependency: the audit commands never need it
+        from mmia.errors import MmiaError
+
+        raise MmiaError("building this testbed needs faker, a testbed-only dependency: "
+                        "pip install 'mmia[testbeds]'") from None
 
     fakers = []
     for i, loc in enumerate(locales):

@@ -1,8 +1,7 @@
-"""`mmia demo`: build (or reuse) every demo testbed and run every registered demo step on it.
+"""`mmia demo`: build (or reuse) every demo testbed and run every demo step on it.
 
-The demo names no method: method families add themselves with
-`mmia.attacks.registry.register_demo_step`, and each step returns the sections (and per-sample
-scores) it produced for a testbed, or nothing when it does not apply.
+Each step (`mmia.demo.steps`) returns the sections (and per-sample scores) it produced for a
+testbed, or nothing when it does not apply; the run is saved and printed as every command's is.
 """
 
 from __future__ import annotations
@@ -13,12 +12,12 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmia.attacks.registry import list_demo_steps
 from mmia.cache import default_cache_dir
-from mmia.demo_jobs import DemoJobs
+from mmia.demo.jobs import DemoJobs
+from mmia.demo.steps import DemoContext, list_demo_steps
 from mmia.progress import progress_bar
-from mmia.results import RunResult, ScoreTable, Section, write_results
-from mmia.testbeds.base import DemoContext, Testbed, list_testbeds
+from mmia.results import RunResult, ScoreTable, Section
+from mmia.testbeds.base import Testbed, list_testbeds
 
 
 @dataclass
@@ -113,7 +112,7 @@ def run_demo(
     `jobs` worker processes (default: the cores, at most 4, as each holds a model in memory) run
     the builds and steps side by side; 1 runs them all in this process.
     """
-    from mmia.report import render_report
+    from mmia.report import save_run
 
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -126,8 +125,7 @@ def run_demo(
     names = [s.name for s in specs]
     steps = list_demo_steps()
     if not steps:
-        log("no demo steps are registered yet: method families add themselves with "
-            "mmia.attacks.registry.register_demo_step; writing the testbeds' summary only")
+        log("no demo steps are registered (mmia.demo.steps); writing the testbeds' summary only")
     ctx = DemoContext(out_dir=out / "work", cache_dir=cache_root / "values", seed=seed, quick=quick)
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     produced_by: dict[tuple[str, str], list[tuple[Section, ScoreTable | None]]] = {}
@@ -173,10 +171,7 @@ def run_demo(
         },
         notes=_notes(testbeds, steps),
     )
-    write_results(out, result, tables or None)
-    if not tables:
-        _write_empty_scores(out)
-    render_report(out)
+    save_run(out, result, tables)
     return DemoOutcome(result=result, out_dir=out, testbeds=testbeds, failures=failures, n_steps=len(steps))
 
 
@@ -197,34 +192,11 @@ def _notes(testbeds: list[Testbed], steps) -> str:
     return text
 
 
-def _write_empty_scores(out: Path) -> None:
-    import pandas as pd
-
-    frame = pd.DataFrame({"section": pd.Series([], dtype=str), "id": pd.Series([], dtype=str),
-                          "label": pd.array([], dtype="Int64")})
-    tmp = out / "scores.parquet.tmp"
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(out / "scores.parquet")
-
-
-def summary_rows(result: RunResult) -> list[tuple[str, str, str, str, str, str]]:
-    """(section, best method, AUC, CI, TPR@1%FPR, verdict) per section, for the printed table."""
-    rows = []
-    for s in result.sections:
-        best = max((a for a in s.attacks if a.auc is not None), key=lambda a: a.auc, default=None)
-        if best is None:
-            rows.append((s.name, "–", "–", "–", "–", s.verdict or (s.notes or "")))
-            continue
-        ci = f"[{best.auc_ci95[0]:.3f}, {best.auc_ci95[1]:.3f}]" if best.auc_ci95 else "–"
-        tpr = best.tpr_at_fpr.get("0.01")
-        rows.append((s.name, best.name, f"{best.auc:.3f}", ci, "–" if tpr is None else f"{tpr:.3f}",
-                     s.verdict or ""))
-    return rows
-
-
 def print_summary(outcome: DemoOutcome, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
+
+    from mmia.report import print_run
 
     console = console or Console()
     tbs = Table(title="testbeds (member signal measured when each was built)")
@@ -235,14 +207,8 @@ def print_summary(outcome: DemoOutcome, console=None) -> None:
         tbs.add_row(name, info["target_kind"] or "data only", "–" if auc is None else f"{auc:.3f}",
                     "–" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]", info["root"])
     console.print(tbs)
-    table = Table(title=f"mmia demo: {len(outcome.result.sections)} section(s) from {outcome.n_steps} step(s)")
-    for col in ("section", "best method", "AUC", "95% CI", "TPR@1%FPR", "verdict"):
-        table.add_column(col)
-    for row in summary_rows(outcome.result):
-        table.add_row(*row)
-    if not outcome.result.sections:
-        table.add_row("(none)", "no demo steps registered", "–", "–", "–", "")
-    console.print(table)
+    print_run(outcome.result, title=f"mmia demo: {len(outcome.result.sections)} section(s) from "
+              f"{outcome.n_steps} step(s)", console=console, empty="(none): no demo steps registered")
     console.print(f"wrote {outcome.out_dir / 'results.json'}, scores.parquet and report.html")
     for f in outcome.failures:
         console.print(f"[red]failed:[/red] {f}", markup=True)

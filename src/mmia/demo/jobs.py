@@ -18,7 +18,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmia.testbeds.base import DemoContext, Testbed, TestbedSpec
+from mmia.demo.steps import DemoContext
+from mmia.testbeds.base import Testbed, TestbedSpec
 from mmia.testbeds.build import build_testbed, entry_name, is_cached
 
 

@@ -1,6 +1,6 @@
 """Build (or reuse) a UMID testbed and audit it with UMID, its controls and baselines.
 
-    python -m mmia.umid.evaluate clip-identities --dir tb/clip --out results/clip [--seed 0]
+    python benchmarks/umid_eval.py clip-identities --dir tb/clip --out results/clip [--seed 0]
 
 What `mmia demo` runs for these testbeds, on its own: prints AUC and TPR@1%FPR per method
 and writes results.json, scores.parquet and report.html into --out.
@@ -24,8 +24,10 @@ def main(argv=None) -> None:
 
     import torch
 
-    from mmia.results import RunResult, write_results
-    from mmia.testbeds.base import DemoContext, Testbed
+    from mmia.demo.steps import DemoContext
+    from mmia.report import save_run
+    from mmia.results import RunResult
+    from mmia.testbeds.base import Testbed
 
     torch.set_num_threads(1)
     t0 = time.time()
@@ -40,16 +42,14 @@ def main(argv=None) -> None:
 
         tb = build_clap_voices(args.dir, seed=args.seed, quick=args.quick)
     built = time.time() - t0
-    from mmia.report import render_report
-    from mmia.umid.methods import demo_step
+    from mmia.umid.demo_step import umid_demo_step
 
     ctx = DemoContext(out_dir=args.out, cache_dir=args.out / "cache", seed=args.seed, quick=args.quick)
-    [(section, table)] = demo_step(tb, ctx)
+    [(section, table)] = umid_demo_step(tb, ctx)
     run = RunResult(name=section.name, command="umid", sections=[section],
                     settings={"testbed": tb.manifest.get("build_time_signal"), "build_seconds": round(built, 1),
                               "audit_seconds": round(time.time() - t0 - built, 1)})
-    write_results(args.out, run, table)
-    render_report(args.out)
+    save_run(args.out, run, table)
     print(f"{tb.name} (seed {tb.manifest['seed']}): build-time signal {tb.manifest['build_time_signal']}")
     print(f"{'method':34s} {'AUC':>6s} {'95% CI':>15s} {'TPR@1%':>7s} {'TPR@5%':>7s}  votes TPR/FPR")
     for e in section.attacks:
