@@ -90,7 +90,6 @@ def attack(
     workers: int = opt.WORKERS,
     gpus_per_worker: float = opt.GPUS_PER_WORKER,
     cpus_per_worker: float = opt.CPUS_PER_WORKER,
-    max_retries: int = opt.MAX_RETRIES,
 ):
     """Score-based membership-inference attacks against a target model."""
     from rich.console import Console
@@ -103,7 +102,7 @@ def attack(
                            batch_size=batch_size, device=device, dtype=dtype, cache_dir=cache, skip_bad=skip_bad,
                            base_dir=base, engine=engine, ray_address=ray_address, workers=workers,
                            gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
-                           max_batch_tokens=max_batch_tokens, max_retries=max_retries)
+                           max_batch_tokens=max_batch_tokens)
     print_run(result, title=f"attack: {data}", console=Console(stderr=True))  # stdout: the results path alone
     typer.echo(str(out / "results.json"))
 

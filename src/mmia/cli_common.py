@@ -55,8 +55,5 @@ WORKERS = typer.Option(1, "--workers", min=1, help="With --engine ray: actors sc
                        "the target once.")
 GPUS_PER_WORKER = typer.Option(0.0, "--gpus-per-worker", min=0.0, help="With --engine ray: GPUs per actor "
                                "(0.5: two actors share one).")
-MAX_RETRIES = typer.Option(3, "--max-retries", min=0, help="With --engine ray: how often a block of rows whose "
-                           "worker dies on it (out of memory, a crash) is retried before the run fails naming its "
-                           "rows (exit 2); the finished shards are kept for a rerun.")
 CPUS_PER_WORKER = typer.Option(None, "--cpus-per-worker", min=1.0, help="With --engine ray: CPUs (and torch "
                                "threads) per actor (default: the cluster's CPUs shared among the workers).")

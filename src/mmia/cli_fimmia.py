@@ -81,17 +81,8 @@ def train_cmd(
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:1, ... (auto: CUDA when present)."),
     cache_dir: Path = typer.Option(None, "--cache", "--cache-dir", help="Value cache (default: the user cache)."),
     skip_bad: bool = typer.Option(False, "--skip-bad"),
-    engine: str = opt.ENGINE,
-    ray_address: str = opt.RAY_ADDRESS,
-    workers: int = opt.WORKERS,
-    gpus_per_worker: float = opt.GPUS_PER_WORKER,
-    cpus_per_worker: float = opt.CPUS_PER_WORKER,
-    max_retries: int = opt.MAX_RETRIES,
 ):
-    """Train a FiMMIA attack model on labelled samples of the target (or base vs target).
-
-    With --engine ray the feature pass (target, and base with --base) runs on Ray actors,
-    in shards under OUT/shards/ that a rerun reuses; the network is trained here."""
+    """Train a FiMMIA attack model on labelled samples of the target (or base vs target)."""
     from mmia.fimmia import api
     from mmia.fimmia.network import TrainConfig
 
@@ -122,9 +113,6 @@ def train_cmd(
         skip_bad=skip_bad,
         use_loss=with_loss,
         sweep=sweep,
-        engine=engine,
-        ray=dict(ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
-                 cpus_per_worker=cpus_per_worker, max_retries=max_retries),
     )
     if "sweep" in model.settings:
         sw = model.settings["sweep"]
@@ -163,7 +151,6 @@ def score_cmd(
     workers: int = opt.WORKERS,
     gpus_per_worker: float = opt.GPUS_PER_WORKER,
     cpus_per_worker: float = opt.CPUS_PER_WORKER,
-    max_retries: int = opt.MAX_RETRIES,
 ):
     """Score samples with a trained FiMMIA attack model; writes results.json, scores.parquet, report."""
     from mmia.fimmia import api
@@ -171,7 +158,7 @@ def score_cmd(
     result = api.score(data, target, attack_model, out, cache_dir=cache_dir, skip_bad=skip_bad, batch_size=batch_size,
                        device=None if device == "auto" else device, skip_trained=skip_trained, base=base,
                        engine=engine, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
-                       cpus_per_worker=cpus_per_worker, max_retries=max_retries)
+                       cpus_per_worker=cpus_per_worker)
     if result.attacks:
         from mmia.report import print_run
 

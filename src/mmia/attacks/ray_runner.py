@@ -146,9 +146,9 @@ class ScoreWorker(BlockWorker):
     """A Ray Data actor: the target loaded once; each block of rows scored with `score_samples`."""
 
     def __init__(self, *, path: str, target_dir: str, kind: str, base: str | None, reference_dir: str | None,
-                 attacks: dict, device, dtype, cache_dir, batch_size: int, skip_bad: bool,
-                 allow_download: bool = False, max_batch_tokens: int | None = None, **block):
-        super().__init__(path=path, **block)  # threads, the fault hook, the attempt counter
+                 attacks: dict, device, dtype, cache_dir, batch_size: int, skip_bad: bool, threads: int,
+                 allow_download: bool = False, fault: str | None = None, max_batch_tokens: int | None = None):
+        super().__init__(path=path, threads=threads, fault=fault)
         from mmia import offline
         from mmia.attacks.registry import get_attack
         from mmia.targets import load_target
@@ -236,7 +236,7 @@ def run_attack_ray(data, target_dir, *, attacks=None, reference_dir=None, out_di
                    device=None, dtype=None, cache_dir=None, skip_bad: bool = False, configs: dict | None = None,
                    seed: int = 0, base_dir=None, ray_address: str | None = None, workers: int = 1,
                    gpus_per_worker: float = 0.0, cpus_per_worker: float | None = None,
-                   block_rows: int | None = None, max_batch_tokens: int | None = None, max_retries: int = 3):
+                   block_rows: int | None = None, max_batch_tokens: int | None = None):
     """`run_attack` on Ray Data actors; the same (RunResult, ScoreTable), plus shards in `out_dir/shards/`."""
     from mmia.offline import downloads_allowed
 
@@ -265,8 +265,7 @@ def run_attack_ray(data, target_dir, *, attacks=None, reference_dir=None, out_di
         info, new_shards = run_blocks(path=index.path, todo=todo, worker=ScoreWorker, kwargs=kwargs,
                                       shard_dir=shard_dir, ray_address=ray_address, workers=workers,
                                       gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
-                                      batch_size=batch_size, block_rows=block_rows, description="scoring",
-                                      max_retries=max_retries)
+                                      batch_size=batch_size, block_rows=block_rows, description="scoring")
         ray_info.update(info)
     scored, meta = merge_shards(index, shard_dir, specs, new_shards)
     settings = {"batch_size": batch_size, **budget_setting(max_batch_tokens), "device": meta.get("device"),

@@ -129,7 +129,7 @@ class BlockWorker:
     `super().__init__`) and implement `shard(samples) -> (Parquet bytes)`. Media that does not
     decode (an InputError) goes back to the driver as an error naming the row, not as a crash."""
 
-    def __init__(self, *, path: str, threads: int, fault: str | None = None, counter=None, max_retries: int = 3):
+    def __init__(self, *, path: str, threads: int, fault: str | None = None):
         import torch
 
         from mmia import progress
@@ -138,7 +138,6 @@ class BlockWorker:
         progress.set_quiet(True)
         progress.quiet_libraries()
         self.path, self.fault = Path(path), fault
-        self.counter, self.max_retries = counter, max_retries
 
     def shard(self, samples: list[Sample]) -> bytes:
         raise NotImplementedError
@@ -147,32 +146,15 @@ class BlockWorker:
         """What every shard's metadata holds about the worker that wrote it."""
         return {"pid": os.getpid(), "peak_rss_mib": peak_rss_mib()}
 
-    def check_attempts(self, key: str, samples: list[Sample]) -> None:
-        """Refuse a block that has started `max_retries` + 1 times already: each earlier start
-        ended with its actor dead (a finished block is never started again), so Ray would go on
-        restarting actors for it for ever."""
-        if self.counter is None:
-            return
-        import ray
-
-        starts = ray.get(self.counter.start.remote(key))
-        if starts > self.max_retries + 1:
-            ids = ", ".join(s.id for s in samples[:4]) + (", ..." if len(samples) > 4 else "")
-            raise InputError(f"the block of rows {samples[0].row}-{samples[-1].row} (ids {ids}) killed its Ray worker "
-                             f"{starts - 1} times (out of memory? a crash in the model?); gave up after --max-retries "
-                             f"{self.max_retries}. The finished shards are kept: a rerun resumes from them",
-                             None, samples[0].row)
-
     def __call__(self, batch: dict) -> dict:
         from mmia.engine.ray_cluster import fault_hook
 
+        fault_hook(self.fault)
         out = {"name": [], "shard": [], "n": [], "error": [], "error_row": []}
         for block_rows in batch["rows"]:
             rows = [int(r) for r in str(block_rows).split(",")]
             try:
                 samples = rows_of(self.path, rows)
-                self.check_attempts(str(block_rows), samples)
-                fault_hook(self.fault, rows)
                 blob = self.shard(samples)
             except InputError as exc:
                 out["name"].append("")
@@ -192,17 +174,13 @@ class BlockWorker:
 
 def run_blocks(*, path: Path, todo: list[int], worker, kwargs: dict, shard_dir: Path, ray_address, workers: int,
                gpus_per_worker: float, cpus_per_worker, batch_size: int, block_rows: int | None,
-               description: str, max_retries: int = 3) -> tuple[dict, set[str]]:
+               description: str) -> tuple[dict, set[str]]:
     """Score the rows `todo` of the data file at `path` on `workers` actors of class `worker`
-    (constructed with `kwargs` plus path, threads, the attempt counter and the test fault hook);
-    each returned shard is written into `shard_dir` as it arrives. A block whose actor dies on
-    it `max_retries` + 1 times fails the run (InputError naming its rows), the shards written
-    so far kept. Returns (facts for results.json, names of new shards)."""
-    from mmia.engine.ray_cluster import FAULT_ENV, attempt_counter, ray_session, worker_resources
+    (constructed with `kwargs` plus path, threads and the test fault hook); each returned shard is
+    written into `shard_dir` as it arrives. Returns (facts for results.json, names of new shards)."""
+    from mmia.engine.ray_cluster import FAULT_ENV, ray_session, worker_resources
     from mmia.progress import progress_bar
 
-    if max_retries < 0:
-        raise InputError(f"--max-retries must be 0 or more, not {max_retries}")
     info: dict = {"computed": 0}
     new: set[str] = set()
     with ray_session(ray_address) as session:
@@ -212,24 +190,20 @@ def run_blocks(*, path: Path, todo: list[int], worker, kwargs: dict, shard_dir: 
         size = block_size(len(todo), workers, batch_size, block_rows)
         blocks = [todo[s:s + size] for s in range(0, len(todo), size)]
         ds = ray.data.from_items([{"rows": ",".join(map(str, b))} for b in blocks])
-        counter = attempt_counter()  # a fresh count each run: a rerun tries a poison block again
         kwargs = {**kwargs, "path": str(path), "threads": int(remote["num_cpus"]),
-                  "fault": os.environ.get(FAULT_ENV) or None, "counter": counter, "max_retries": max_retries}
+                  "fault": os.environ.get(FAULT_ENV) or None}
         ds = ds.map_batches(worker, batch_size=1, batch_format="numpy", fn_constructor_kwargs=kwargs,
                             **{k: v for k, v in remote.items() if v is not None})
         info.update(address=session.address, started_here=session.started_here, cpus_per_worker=remote["num_cpus"],
                     blocks=len(blocks), block_rows=size)
-        try:
-            with progress_bar(f"{description} {len(todo)} samples on {workers} Ray worker(s)", len(todo),
-                              unit="samples") as bar:
-                for out in ds.iter_rows():
-                    if out["error"]:
-                        row = int(out["error_row"])
-                        raise InputError(str(out["error"]), path, row if row >= 0 else None)
-                    write_atomic(shard_dir / str(out["name"]), bytes(out["shard"]))
-                    new.add(str(out["name"]))
-                    info["computed"] += int(out["n"])
-                    bar.advance(int(out["n"]))
-        finally:
-            ray.kill(counter)
+        with progress_bar(f"{description} {len(todo)} samples on {workers} Ray worker(s)", len(todo),
+                          unit="samples") as bar:
+            for out in ds.iter_rows():
+                if out["error"]:
+                    row = int(out["error_row"])
+                    raise InputError(str(out["error"]), path, row if row >= 0 else None)
+                write_atomic(shard_dir / str(out["name"]), bytes(out["shard"]))
+                new.add(str(out["name"]))
+                info["computed"] += int(out["n"])
+                bar.advance(int(out["n"]))
     return info, new

@@ -20,10 +20,9 @@ from pathlib import Path
 from mmia.errors import InputError, MmiaError
 
 # Fault injection for the tests (never set in normal use): "kill-once:MARKER" makes the first
-# worker batch that finds no MARKER file create it and SIGKILL its own process; "kill-row:ROW"
-# makes every worker SIGKILL itself on the block holding data row ROW, every time (a poison
-# block, as an out-of-memory kill on one row is); "delay:SECONDS" makes every worker batch sleep
-# first. The driver reads it and hands it to its workers, so it works on a cluster started elsewhere too.
+# worker batch that finds no MARKER file create it and SIGKILL its own process; "delay:SECONDS"
+# makes every worker batch sleep first. The driver reads it and hands it to its workers, so it
+# works on a cluster started elsewhere too.
 FAULT_ENV = "MMIA_RAY_FAULTS"
 
 
@@ -115,10 +114,8 @@ def worker_resources(session: RaySession, workers: int, gpus_per_worker: float,
     the cluster's CPUs shared out) and `gpus_per_worker` GPUs each.
 
     A dead actor is restarted and its batches retried by Ray Data's own defaults for actor pools
-    (max_restarts=-1, max_task_retries=-1). They are not passed here: Ray 2.60 takes them only in
-    map_batches' `**ray_remote_args`, which warns that it is deprecated and goes in Ray 2.64, and
-    has no named parameter or DataContext setting for them. The bound on a block that kills its
-    actor every time is the driver's own (`AttemptCounter`).
+    (max_restarts=-1, max_task_retries=-1); they are not passed here, as Ray 2.6x deprecates
+    passing them to map_batches.
     """
     import ray
     if workers < 1:
@@ -136,34 +133,12 @@ def worker_resources(session: RaySession, workers: int, gpus_per_worker: float,
             "num_gpus": gpus_per_worker or None}
 
 
-def attempt_counter():
-    """A CPU-less actor counting the starts of each block, for the bound on retries: a block's
-    worker asks it before computing, so a block Ray keeps retrying on restarted actors is seen
-    (an actor, not a file: the workers may run on machines with no file system in common)."""
-    import ray
-
-    @ray.remote(num_cpus=0)
-    class AttemptCounter:
-        def __init__(self):
-            self.starts: dict[str, int] = {}
-
-        def start(self, key: str) -> int:
-            self.starts[key] = self.starts.get(key, 0) + 1
-            return self.starts[key]
-
-    return AttemptCounter.remote()
-
-
-def fault_hook(spec: str | None, rows: list[int] | None = None) -> None:
-    """Run the fault a test asked for (see FAULT_ENV) before the block of `rows`; a no-op when
-    `spec` is empty."""
+def fault_hook(spec: str | None) -> None:
+    """Run the fault a test asked for (see FAULT_ENV); a no-op when `spec` is empty."""
     if not spec:
         return
     kind, _, arg = spec.partition(":")
-    if kind == "kill-row":
-        if rows is not None and int(arg) in rows:
-            os.kill(os.getpid(), signal.SIGKILL)
-    elif kind == "delay":
+    if kind == "delay":
         import time
 
         time.sleep(float(arg))

@@ -63,32 +63,19 @@ def base_extractor(base, cfg: FimmiaConfig, cache, extractor: FeatureExtractor) 
 
 
 def protocol_features(train_ds: Dataset, target, base, cfg: FimmiaConfig, cache, extractor=None,
-                      base_x: FeatureExtractor | None = None, ray: dict | None = None) -> FeatureSet:
+                      base_x: FeatureExtractor | None = None) -> FeatureSet:
     """Training features under protocol (a) (base None) or (b) (base given). In (b) every row's
     media deltas come from the target's encoder, and each row carries the base's loss on its
     sample (`base_loss`, read by `fimmia+loss` only). `base_x`: the base's extractor, when the
-    caller holds one already (it scores the evaluation samples with it too). `ray`: compute the
-    per-sample values on Ray actors instead (features_on_ray's options plus `out_dir`); the
-    stacking below is the same."""
+    caller holds one already (it scores the evaluation samples with it too)."""
+    extractor = extractor or FeatureExtractor(target, cfg, cache)
     if base is not None and train_ds.has_labels:  # protocol (b) trains on known members only
         train_ds = train_ds.subset([i for i, s in enumerate(train_ds) if s.label == 1])
-    if ray is not None:
-        from mmia.fimmia.ray_features import features_on_ray
-
-        opts = {k: v for k, v in ray.items() if k != "out_dir"}
-        tf, info = features_on_ray(train_ds, target, cfg, ray["out_dir"], **opts)
-        ray["facts"] = {"target": info}
-    else:
-        extractor = extractor or FeatureExtractor(target, cfg, cache)
-        tf = extractor.features(train_ds, "FiMMIA train (target)")
+    tf = extractor.features(train_ds, "FiMMIA train (target)")
     if base is None:
         return tf
-    if ray is not None:
-        bf, info = features_on_ray(train_ds, target, cfg, ray["out_dir"], base=base, **opts)
-        ray["facts"]["base"] = info
-    else:
-        base_x = base_x or base_extractor(base, cfg, cache, extractor)
-        bf = base_x.features(train_ds, "FiMMIA train (base)")
+    base_x = base_x or base_extractor(base, cfg, cache, extractor)
+    bf = base_x.features(train_ds, "FiMMIA train (base)")
     tf.base_loss = bf.base_loss = bf.original_loss
     return two_model_features(tf, bf)
 
@@ -132,32 +119,19 @@ def train(
     skip_bad: bool = False,
     use_loss: bool = False,
     sweep: bool = False,
-    engine: str = "local",
-    ray: dict | None = None,
 ) -> tuple[FimmiaModel, RunResult | None]:
     """Train an attack model on DATA (labelled, or the fine-tuning set with --base) and save it
     to `out`. With `holdout` > 0 a share of the samples is kept out of training and the model
     is evaluated on it; that evaluation is written to `out/holdout/`. With `sweep`, the
     neighbours (field, edits per neighbour) are chosen on the training rows first
-    (`mmia.fimmia.sweep`); the choice is saved with the model, so scoring makes the same ones.
-    `engine="ray"`: the feature pass on Ray Data actors, in shards under `out/shards/` a rerun
-    reuses (`ray`: ray_address, workers, gpus_per_worker, cpus_per_worker, block_rows, max_retries); the
-    network is trained here, as locally."""
+    (`mmia.fimmia.sweep`); the choice is saved with the model, so scoring makes the same ones."""
     cfg = with_adapter_base(cfg or FimmiaConfig(), target, base)
-    if engine not in ("local", "ray"):
-        raise InputError(f"--engine must be 'local' or 'ray', not {engine!r}")
-    if engine == "ray" and sweep:
-        raise InputError("--sweep runs on the local engine only (one feature pass per candidate); "
-                         "leave out --engine ray, or --sweep")
     ds = load_dataset(data, skip_bad=skip_bad)
     if base is None and not ds.has_labels:
         ds.labels()  # raises the clear "needs a label column" error
     held = None
     if holdout > 0:
         ds, held = split_parts(ds, holdout, seed=cfg.neighbours.seed)
-    if engine == "ray":
-        return _train_on_ray(ds, held, target, out, base=base, cfg=cfg, train_cfg=train_cfg, use_text=use_text,
-                             use_media=use_media, use_loss=use_loss, ray=ray or {}, cache_dir=cache_dir)
     cache = _cache(cache_dir)
     extractor = FeatureExtractor(target, cfg, cache)
     base_x = base_extractor(base, cfg, cache, extractor) if base is not None else None
@@ -183,23 +157,6 @@ def train(
     result = None
     if held is not None:
         result = evaluate(model, held, target, cfg, cache, Path(out) / "holdout", extractor=extractor, base_x=base_x)
-    return model, result
-
-
-def _train_on_ray(ds: Dataset, held: Dataset | None, target, out, *, base, cfg: FimmiaConfig, train_cfg,
-                  use_text: bool, use_media: bool, use_loss: bool, ray: dict, cache_dir):
-    """`train` with the feature pass on Ray actors: no model is loaded here, and the training
-    features are stacked by the same `protocol_features` as locally."""
-    opts = {**ray, "out_dir": Path(out)}
-    feats = protocol_features(ds, target, base, cfg, None, ray=opts)
-    model = train_model(feats, cfg, protocol="two-model" if base else "labelled", target=target, base=base,
-                        use_text=use_text, use_media=use_media, train_cfg=train_cfg, use_loss=use_loss)
-    model.history["ray"] = opts["facts"]  # saved with the model: what the actors computed, what shards gave
-    model.save(out)
-    result = None
-    if held is not None:  # the held-out rows' features on the actors too (their own shards); a two-model
-        # fimmia+loss model's base losses on them are computed here, as `fimmia score --engine ray` does
-        result = evaluate(model, held, target, cfg, _cache(cache_dir), Path(out) / "holdout", engine="ray", ray=ray)
     return model, result
 
 
@@ -354,7 +311,6 @@ def score(
     gpus_per_worker: float = 0.0,
     cpus_per_worker: float | None = None,
     block_rows: int | None = None,
-    max_retries: int = 3,
 ) -> RunResult:
     """Score DATA with a saved attack model; samples it was trained on are refused, or with
     `skip_trained` left out (so the file `train --holdout` split scores as its held-out part).
@@ -382,7 +338,7 @@ def score(
         )
     if engine == "ray":  # the actors keep no cache unless asked: the shards are what a rerun reuses
         ray = dict(ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
-                   cpus_per_worker=cpus_per_worker, block_rows=block_rows, max_retries=max_retries)
+                   cpus_per_worker=cpus_per_worker, block_rows=block_rows)
         return evaluate(model, ds, target, cfg, None, out, engine="ray", ray=ray)
     return evaluate(model, ds, target, cfg, _cache(cache_dir), out, engine=engine)
 

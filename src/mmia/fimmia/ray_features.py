@@ -1,14 +1,12 @@
-"""`mmia fimmia score|train --engine ray`: FiMMIA's per-sample features computed by Ray Data actors.
+"""`mmia fimmia score --engine ray`: FiMMIA's per-sample features computed by Ray Data actors.
 
 Each actor builds one `FeatureExtractor` (target scorer, neighbour maker, embedders) in
-`__init__` (for the two-model protocol's base rows: the base's scorer with the target's media
-encoder, as `api.base_extractor` builds it locally) and runs its `compute` (the local engine's
-per-sample function: the sample's and its K neighbours' losses and embeddings) over each block of
-rows; the raw values travel back as one Parquet shard per block (id, row, the values as
-safetensors bytes) and land in `OUT/shards/<run key>/`. The driver then stacks them in the data's
-order with `assemble`, as the local engine does, and the attack model scores (or, for `train`,
-learns from) the features. A rerun computes only the rows no shard holds; a killed actor is
-restarted by Ray (see `mmia.engine.ray_blocks`).
+`__init__` and runs its `compute` (the local engine's per-sample function: the sample's and its K
+neighbours' losses and embeddings) over each block of rows; the raw values travel back as one
+Parquet shard per block (id, row, the values as safetensors bytes) and land in
+`OUT/shards/<run key>/`. The driver then stacks them in the data's order with `assemble`, as the
+local engine does, and the attack model scores the features. A rerun computes only the rows no
+shard holds; a killed actor is restarted by Ray (see `mmia.engine.ray_blocks`).
 """
 
 from __future__ import annotations
@@ -31,19 +29,14 @@ from mmia.engine.ray_blocks import (
 class FeatureWorker(BlockWorker):
     """A Ray Data actor holding one FeatureExtractor; each block's raw FiMMIA values as a Parquet file."""
 
-    def __init__(self, *, path: str, target: str, cfg: dict, base: str | None = None,
-                 allow_download: bool = False, **block):
-        super().__init__(path=path, **block)  # threads, the fault hook, the attempt counter
+    def __init__(self, *, path: str, target: str, cfg: dict, threads: int, allow_download: bool = False,
+                 fault: str | None = None):
+        super().__init__(path=path, threads=threads, fault=fault)
         from mmia import offline
-        from mmia.fimmia.pipeline import FeatureExtractor, FimmiaConfig, make_scorer
+        from mmia.fimmia.pipeline import FeatureExtractor, FimmiaConfig
 
         offline.configure(allow_download=allow_download)
-        c = FimmiaConfig(**cfg)
-        if base is None:
-            self.extractor = FeatureExtractor(target, c, cache=None)
-        else:  # the target's encoder embeds the base rows' media; only loaded where it is read
-            media = make_scorer(target, c) if c.media_embedder == "target" else None
-            self.extractor = FeatureExtractor(base, c, cache=None, media_scorer=media)
+        self.extractor = FeatureExtractor(target, FimmiaConfig(**cfg), cache=None)
 
     def shard(self, samples: list[Sample]) -> bytes:
         import json
@@ -65,12 +58,10 @@ class FeatureWorker(BlockWorker):
         return sink.getvalue().to_pybytes()
 
 
-def features_on_ray(ds: Dataset, target, cfg, out_dir, *, base=None, ray_address=None, workers: int = 1,
-                    gpus_per_worker: float = 0.0, cpus_per_worker=None, block_rows: int | None = None,
-                    max_retries: int = 3):
+def features_on_ray(ds: Dataset, target, cfg, out_dir, *, ray_address=None, workers: int = 1,
+                    gpus_per_worker: float = 0.0, cpus_per_worker=None, block_rows: int | None = None):
     """(FeatureSet of `ds` in its order, facts for results.json), computed on Ray actors and kept
-    in shards under `out_dir/shards/`. `base`: the base model's features instead (two-model
-    protocol), its media embedded by the target's encoder."""
+    in shards under `out_dir/shards/`."""
     import pyarrow.parquet as pq
 
     from mmia.cache import _decode
@@ -80,8 +71,6 @@ def features_on_ray(ds: Dataset, target, cfg, out_dir, *, base=None, ray_address
     key = {"command": "fimmia score", "data": file_digest(Path(ds.path)), "target": model_digest(target),
            "adapter_base": model_digest(cfg.adapter_base), "fimmia": cfg.model_dump(mode="json"),
            "features_version": FEATURES_VERSION}
-    if base is not None:  # the target's key stays as `fimmia score` wrote it, so its shards still count
-        key.update(base=model_digest(base), media_from="target" if cfg.media_embedder == "target" else None)
     shard_dir = shard_folder(out_dir, key)
     done = done_ids(shard_dir)
     todo = [s.row for s in ds.samples if s.id not in done]
@@ -90,12 +79,10 @@ def features_on_ray(ds: Dataset, target, cfg, out_dir, *, base=None, ray_address
     if todo:
         ran, _ = run_blocks(path=Path(ds.path), todo=todo, worker=FeatureWorker,
                             kwargs={"target": str(target), "cfg": cfg.model_dump(mode="json"),
-                                    "base": None if base is None else str(base),
                                     "allow_download": downloads_allowed()},
                             shard_dir=shard_dir, ray_address=ray_address, workers=workers,
                             gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
-                            batch_size=cfg.batch_size, block_rows=block_rows, max_retries=max_retries,
-                            description="FiMMIA base features of" if base is not None else "FiMMIA features of")
+                            batch_size=cfg.batch_size, block_rows=block_rows, description="FiMMIA features of")
         info.update(ran)
     wanted = {s.id for s in ds.samples}
     values: dict[str, dict] = {}
