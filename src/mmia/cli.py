@@ -89,6 +89,7 @@ def attack(
     workers: int = opt.WORKERS,
     gpus_per_worker: float = opt.GPUS_PER_WORKER,
     cpus_per_worker: float = opt.CPUS_PER_WORKER,
+    max_retries: int = opt.MAX_RETRIES,
 ):
     """Score-based membership-inference attacks against a target model."""
     from rich.console import Console
@@ -100,7 +101,8 @@ def attack(
     result, _ = run_attack(data, target, attacks=names, reference_dir=reference, out_dir=out,
                            batch_size=batch_size, device=device, dtype=dtype, cache_dir=cache, skip_bad=skip_bad,
                            base_dir=base, engine=engine, ray_address=ray_address, workers=workers,
-                           gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker)
+                           gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
+                           max_retries=max_retries)
     table = Table(title=f"attack: {data}")
     for col in ("attack", "AUC", "95% CI", "TPR@1%FPR"):
         table.add_column(col)

@@ -53,3 +53,6 @@ GPUS_PER_WORKER = typer.Option(0.0, "--gpus-per-worker", min=0.0, help="With --e
                                "(0.5: two actors share one).")
 CPUS_PER_WORKER = typer.Option(None, "--cpus-per-worker", min=1.0, help="With --engine ray: CPUs (and torch "
                                "threads) per actor (default: the cluster's CPUs shared among the workers).")
+MAX_RETRIES = typer.Option(3, "--max-retries", min=0, help="With --engine ray: times a block whose worker died "
+                           "(out of memory, a crash) is started again; then the run stops naming its rows, exit 2, "
+                           "the finished shards kept.")

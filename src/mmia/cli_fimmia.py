@@ -91,8 +91,18 @@ def train_cmd(
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:1, ... (auto: CUDA when present)."),
     cache_dir: Path = typer.Option(None, "--cache", "--cache-dir", help="Value cache (default: the user cache)."),
     skip_bad: bool = typer.Option(False, "--skip-bad"),
+    engine: str = opt.ENGINE,
+    ray_address: str = opt.RAY_ADDRESS,
+    workers: int = opt.WORKERS,
+    gpus_per_worker: float = opt.GPUS_PER_WORKER,
+    cpus_per_worker: float = opt.CPUS_PER_WORKER,
+    max_retries: int = opt.MAX_RETRIES,
 ):
-    """Train a FiMMIA attack model on labelled samples of the target (or base vs target)."""
+    """Train a FiMMIA attack model on labelled samples of the target (or base vs target).
+
+    With --engine ray the feature pass (target, and base with --base) runs on Ray actors, kept
+    in shards under OUT/shards/ that a rerun reuses; the training runs here (docs/scale.md)."""
+    from mmia.engine.ray_cluster import RayOptions
     from mmia.fimmia import api
     from mmia.fimmia.network import TrainConfig
 
@@ -122,6 +132,9 @@ def train_cmd(
         cache_dir=cache_dir,
         skip_bad=skip_bad,
         use_loss=with_loss,
+        engine=engine,
+        ray=RayOptions(address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
+                       cpus_per_worker=cpus_per_worker, max_retries=max_retries),
     )
     typer.echo(
         f"attack model: {out} (trained on {len(model.train_ids)} samples, best epoch {model.history['best_epoch']})"
@@ -154,6 +167,7 @@ def score_cmd(
     workers: int = opt.WORKERS,
     gpus_per_worker: float = opt.GPUS_PER_WORKER,
     cpus_per_worker: float = opt.CPUS_PER_WORKER,
+    max_retries: int = opt.MAX_RETRIES,
 ):
     """Score samples with a trained FiMMIA attack model; writes results.json, scores.parquet, report."""
     from mmia.fimmia import api
@@ -161,7 +175,7 @@ def score_cmd(
     result = api.score(data, target, attack_model, out, cache_dir=cache_dir, skip_bad=skip_bad, batch_size=batch_size,
                        device=None if device == "auto" else device, skip_trained=skip_trained, base=base,
                        engine=engine, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
-                       cpus_per_worker=cpus_per_worker)
+                       cpus_per_worker=cpus_per_worker, max_retries=max_retries)
     if result.attacks:
         _print(result)
     typer.echo(f"results: {out / 'results.json'}")

@@ -295,6 +295,7 @@ def run_attack(
     gpus_per_worker: float = 0.0,
     cpus_per_worker: float | None = None,
     block_rows: int | None = None,
+    max_retries: int | None = None,
 ) -> tuple[RunResult, ScoreTable]:
     """Load data and models, score, evaluate; with `out_dir`, write results.json, scores.parquet and report.html.
 
@@ -313,7 +314,7 @@ def run_attack(
                               batch_size=batch_size, device=device, dtype=dtype, cache_dir=cache_dir,
                               skip_bad=skip_bad, configs=configs, seed=seed, base_dir=base_dir,
                               ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
-                              cpus_per_worker=cpus_per_worker, block_rows=block_rows)
+                              cpus_per_worker=cpus_per_worker, block_rows=block_rows, max_retries=max_retries)
     if engine != "local":
         raise InputError(f"--engine must be 'local' or 'ray', not {engine!r}")
     from mmia.cache import Cache
