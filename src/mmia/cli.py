@@ -268,8 +268,17 @@ def umid(
     seed: int = typer.Option(0, "--seed"),
     show_queries: bool = typer.Option(False, "--show-queries", help="Show query ids and texts instead of hashes."),
     cache_dir: Path = typer.Option(None, "--cache-dir", help="Where inversions are cached (default: user cache)."),
+    engine: str = opt.ENGINE,
+    ray_address: str = opt.RAY_ADDRESS,
+    workers: int = opt.WORKERS,
+    gpus_per_worker: float = opt.GPUS_PER_WORKER,
+    cpus_per_worker: float = opt.CPUS_PER_WORKER,
+    max_retries: int = opt.MAX_RETRIES,
 ):
-    """Text-only membership audit of a CLIP/CLAP model (UMID): was this name in the training data?"""
+    """Text-only membership audit of a CLIP/CLAP model (UMID): was this name in the training data?
+
+    With --engine ray the inversions (queries, references, baselines) run on Ray actors, kept in
+    shards under OUT/shards/ that a rerun reuses; the reference fit and the decision run here."""
     from mmia.cache import Cache
     from mmia.errors import InputError
     from mmia.report import render_report
@@ -284,11 +293,17 @@ def umid(
     seq = None
     if sequential:
         seq = SequentialConfig(restarts=restarts, steps=steps, reference_size=reference_size, seed=seed)
+    from mmia.engine.ray_cluster import RayOptions
+
+    ray = RayOptions(address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
+                     cpus_per_worker=cpus_per_worker, max_retries=max_retries)
     with Cache(cache_dir) as cache:
         res = audit_queries(queries, target, cfg, control_names=control_names, media=media, sequential=seq,
-                            cache=cache, base=base)
+                            cache=cache, base=base, engine=engine, ray=ray, out_dir=out)
+    ray_info = res.info.pop("ray", None)
+    settings = {"umid": cfg.model_dump(), **({"engine_kind": "ray", "ray": ray_info} if ray_info else {})}
     section, table = to_results(res, name="umid", queries=queries, target=target, show_queries=show_queries,
-                                settings={"umid": cfg.model_dump()})
+                                settings=settings)
     run = RunResult(**section.model_dump())
     write_results(out, run, table)
     render_report(out)
