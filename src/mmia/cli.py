@@ -69,6 +69,7 @@ def inspect(
 
 @app.command()
 @accepts_quiet
+@opt.accepts_ray
 def attack(
     data: Path = typer.Argument(..., help="JSONL, CSV, Parquet file or datasets save_to_disk directory."),
     target: Path = opt.TARGET,
@@ -84,12 +85,8 @@ def attack(
     dtype: str = opt.DTYPE,
     cache: Path = opt.CACHE,
     skip_bad: bool = opt.SKIP_BAD,
-    engine: str = opt.ENGINE,
-    ray_address: str = opt.RAY_ADDRESS,
-    workers: int = opt.WORKERS,
-    gpus_per_worker: float = opt.GPUS_PER_WORKER,
-    cpus_per_worker: float = opt.CPUS_PER_WORKER,
-    max_retries: int = opt.MAX_RETRIES,
+    engine: str = "local",
+    ray=None,
 ):
     """Score-based membership-inference attacks against a target model."""
     from rich.console import Console
@@ -100,9 +97,7 @@ def attack(
     names = [a.strip() for a in attacks.split(",") if a.strip()] or None
     result, _ = run_attack(data, target, attacks=names, reference_dir=reference, out_dir=out,
                            batch_size=batch_size, device=device, dtype=dtype, cache_dir=cache, skip_bad=skip_bad,
-                           base_dir=base, engine=engine, ray_address=ray_address, workers=workers,
-                           gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
-                           max_retries=max_retries)
+                           base_dir=base, engine=engine, **ray.as_kwargs())
     table = Table(title=f"attack: {data}")
     for col in ("attack", "AUC", "95% CI", "TPR@1%FPR"):
         table.add_column(col)
@@ -245,6 +240,7 @@ def demo(
 
 @app.command()
 @accepts_quiet
+@opt.accepts_ray
 def umid(
     queries: Path = typer.Argument(..., help="Query file (JSONL/CSV/Parquet): id, text (a name or PII string), label."),
     target: Path = typer.Option(
@@ -268,17 +264,13 @@ def umid(
     seed: int = typer.Option(0, "--seed"),
     show_queries: bool = typer.Option(False, "--show-queries", help="Show query ids and texts instead of hashes."),
     cache_dir: Path = typer.Option(None, "--cache-dir", help="Where inversions are cached (default: user cache)."),
-    engine: str = opt.ENGINE,
-    ray_address: str = opt.RAY_ADDRESS,
-    workers: int = opt.WORKERS,
-    gpus_per_worker: float = opt.GPUS_PER_WORKER,
-    cpus_per_worker: float = opt.CPUS_PER_WORKER,
-    max_retries: int = opt.MAX_RETRIES,
+    engine: str = "local",
+    ray=None,
 ):
     """Text-only membership audit of a CLIP/CLAP model (UMID): was this name in the training data?
 
-    With --engine ray the inversions (queries, references, baselines) run on Ray actors, kept in
-    shards under OUT/shards/ that a rerun reuses; the reference fit and the decision run here."""
+    --engine ray: every inversion on Ray actors (shards in OUT/shards/ a rerun reuses), the decision here.
+    """
     from mmia.cache import Cache
     from mmia.errors import InputError
     from mmia.report import render_report
@@ -293,10 +285,6 @@ def umid(
     seq = None
     if sequential:
         seq = SequentialConfig(restarts=restarts, steps=steps, reference_size=reference_size, seed=seed)
-    from mmia.engine.ray_cluster import RayOptions
-
-    ray = RayOptions(address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
-                     cpus_per_worker=cpus_per_worker, max_retries=max_retries)
     with Cache(cache_dir) as cache:
         res = audit_queries(queries, target, cfg, control_names=control_names, media=media, sequential=seq,
                             cache=cache, base=base, engine=engine, ray=ray, out_dir=out)

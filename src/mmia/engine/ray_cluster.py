@@ -41,6 +41,11 @@ class RayOptions(BaseModel):
     max_retries: int = Field(DEFAULT_MAX_RETRIES, ge=0,
                              description="times a block whose worker died is started again before the run fails")
 
+    def as_kwargs(self) -> dict:
+        """The keyword arguments of `run_attack` and `fimmia.api.score` that these options stand for."""
+        return {"ray_address": self.address, "workers": self.workers, "gpus_per_worker": self.gpus_per_worker,
+                "cpus_per_worker": self.cpus_per_worker, "max_retries": self.max_retries}
+
 
 class RayNotInstalled(MmiaError):
     exit_code = 2
