@@ -17,11 +17,11 @@ How a run goes:
    machines; then it reads every shard back and evaluates exactly as the local engine does
    (`evaluate_scored` on one `Scored`).
 
-Steps 2-4 are `mmia.engine.ray_blocks.run_blocks`, which `mmia fimmia score --engine ray`
-shares. A worker killed mid-block is restarted by Ray and the block retried (Ray Data's actor-
-pool defaults, max_restarts=-1 and max_task_retries=-1), at most --max-retries times per block
-(then the run fails naming the block's rows); its output arrives once or not at all,
-and shards are merged by id, so no sample is lost or counted twice. A killed driver loses at
+Steps 2-4 are `mmia.engine.ray_blocks.run_blocks`, which `mmia fimmia score|train` and
+`mmia umid` share with `--engine ray`. A worker killed mid-block is restarted by Ray and the
+block retried (Ray Data's actor-pool defaults, max_restarts=-1 and max_task_retries=-1), at most
+--max-retries times per block (then the run fails naming the block's rows); its output arrives
+once or not at all, and shards are merged by id, so no sample is lost or counted twice. A killed driver loses at
 most the blocks in flight: a rerun with the same --out computes only the rows no shard holds.
 The run key covers the target, reference and base weights, the data file's bytes, the attacks
 and their configs, dtype and device; another configuration writes to another shard folder.

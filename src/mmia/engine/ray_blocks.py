@@ -101,6 +101,41 @@ def read_shards(shard_dir: Path, columns: list[str] | None = None) -> list:
     return tables
 
 
+def value_shard(ids: list[str], rows: list[int], values: list[dict], meta: dict) -> bytes:
+    """A shard of per-item arrays (FiMMIA's raw features, UMID's inversions): id, row, and each
+    value as safetensors bytes (the cache's encoding), `meta` in the file's metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mmia.cache import _encode
+
+    table = pa.table({"id": pa.array(ids, pa.string()), "row": pa.array(rows, pa.int64()),
+                      "value": pa.array([_encode(v) for v in values], pa.binary())})
+    table = table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+def shard_values(shard_dir: Path, wanted: list[str], what: str = "sample") -> dict[str, dict]:
+    """The decoded values of `value_shard` files for the ids `wanted` (the first shard holding an id
+    wins); every wanted id must be in one."""
+    import pyarrow.parquet as pq
+
+    from mmia.cache import _decode
+
+    want, values = set(wanted), {}
+    for p in sorted(shard_dir.glob("rows-*.parquet")):
+        d = pq.read_table(p, columns=["id", "value"]).to_pydict()
+        for sid, blob in zip(d["id"], d["value"], strict=True):
+            if sid in want and sid not in values:
+                values[sid] = _decode(blob)
+    lost = [i for i in wanted if i not in values]
+    if lost:
+        raise RuntimeError(f"{len(lost)} {what}(s) are in no shard (first: '{lost[0]}'); rerun to compute them")
+    return values
+
+
 def done_ids(shard_dir: Path) -> set[str]:
     done: set[str] = set()
     for t in read_shards(shard_dir, columns=["id"]):
@@ -215,7 +250,7 @@ def cut_blocks(todo: list[int], workers: int, batch_size: int, block_rows: int |
 
 def run_blocks(*, path: Path, todo: list[int] | None = None, worker, kwargs: dict, shard_dir: Path, ray: RayOptions,
                batch_size: int, description: str, blocks: list[list[int]] | None = None,
-               what: str | None = None) -> tuple[dict, set[str]]:
+               what=None, unit: str = "samples") -> tuple[dict, set[str]]:
     """Compute the rows `todo` of the data file at `path` (or the pre-cut `blocks` of items) on
     `ray.workers` actors of class `worker` (constructed with `kwargs` plus path, threads, the
     attempt ledger and the test fault hook); each returned shard is written into `shard_dir` as
@@ -246,8 +281,8 @@ def run_blocks(*, path: Path, todo: list[int] | None = None, worker, kwargs: dic
                     blocks=len(blocks), block_rows=max(map(len, blocks), default=0), max_retries=ray.max_retries)
         by_key = {",".join(map(str, b)): b for b in blocks}
         try:
-            with progress_bar(f"{description} {n_items} items on {ray.workers} Ray worker(s)", n_items,
-                              unit="items") as bar:
+            with progress_bar(f"{description} {n_items} {unit} on {ray.workers} Ray worker(s)", n_items,
+                              unit=unit) as bar:
                 for out in ds.iter_rows():
                     if int(out["deaths"]):
                         poisoned.append((by_key[str(out["block"])], int(out["deaths"])))

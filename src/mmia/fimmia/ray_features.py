@@ -18,13 +18,14 @@ from pathlib import Path
 
 from mmia.data.schema import Dataset, Sample
 from mmia.engine.ray_blocks import (
-    META_KEY,
     BlockWorker,
     done_ids,
     file_digest,
     model_digest,
     run_blocks,
     shard_folder,
+    shard_values,
+    value_shard,
 )
 from mmia.engine.ray_cluster import RayOptions
 
@@ -48,31 +49,15 @@ class FeatureWorker(BlockWorker):
             self.extractor = FeatureExtractor(base, config, cache=None, media_scorer=media)
 
     def shard(self, loaded: list[Sample]) -> bytes:
-        import json
-
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        from mmia.cache import _encode
-
         t0 = time.perf_counter()
-        values = [_encode(self.extractor.compute(s)) for s in loaded]
+        values = [self.extractor.compute(s) for s in loaded]
         meta = {**self.facts(), "block_seconds": time.perf_counter() - t0}
-        table = pa.table({"id": pa.array([s.id for s in loaded], pa.string()),
-                          "row": pa.array([s.row for s in loaded], pa.int64()),
-                          "value": pa.array(values, pa.binary())})
-        table = table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
-        return sink.getvalue().to_pybytes()
+        return value_shard([s.id for s in loaded], [s.row for s in loaded], values, meta)
 
 
 def features_on_ray(ds: Dataset, target, cfg, out_dir, *, base=None, ray: RayOptions | None = None):
     """(FeatureSet of `ds` in its order, facts for results.json), computed on Ray actors and kept
     in shards under `out_dir/shards/`. `base`: the base model's features of the two-model protocol."""
-    import pyarrow.parquet as pq
-
-    from mmia.cache import _decode
     from mmia.fimmia.pipeline import FEATURES_VERSION, assemble
     from mmia.offline import downloads_allowed
 
@@ -92,16 +77,7 @@ def features_on_ray(ds: Dataset, target, cfg, out_dir, *, base=None, ray: RayOpt
                             ray=ray, batch_size=cfg.batch_size,
                             description=f"FiMMIA features ({'base' if base else 'target'}) of")
         info.update(ran)
-    wanted = {s.id for s in ds.samples}
-    values: dict[str, dict] = {}
-    for p in sorted(shard_dir.glob("rows-*.parquet")):
-        d = pq.read_table(p).to_pydict()
-        for sid, blob in zip(d["id"], d["value"], strict=True):
-            if sid in wanted and sid not in values:
-                values[sid] = _decode(blob)
-    lost = [s.id for s in ds.samples if s.id not in values]
-    if lost:
-        raise RuntimeError(f"{len(lost)} sample(s) are in no shard (first: '{lost[0]}'); rerun to compute them")
+    values = shard_values(shard_dir, ds.ids)
     return assemble(ds, [values[s.id] for s in ds.samples]), info
 
 

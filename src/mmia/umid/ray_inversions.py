@@ -20,11 +20,19 @@ not depend on its batch-mates up to float32 rounding in the batched forward pass
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
-from mmia.engine.ray_blocks import META_KEY, BlockWorker, block_size, done_ids, model_digest, run_blocks, shard_folder
+from mmia.engine.ray_blocks import (
+    BlockWorker,
+    block_size,
+    done_ids,
+    model_digest,
+    run_blocks,
+    shard_folder,
+    shard_values,
+    value_shard,
+)
 from mmia.engine.ray_cluster import RayOptions
 from mmia.umid.audit import CACHE_VERSION, InversionSet, inversion_keys
 from mmia.umid.invert import InversionSettings
@@ -66,10 +74,6 @@ class InversionWorker(BlockWorker):
         return [key for key, *_ in loaded]
 
     def shard(self, loaded: list[list]) -> bytes:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        from mmia.cache import _encode
         from mmia.umid.audit import invert_texts
 
         t0 = time.perf_counter()
@@ -80,13 +84,7 @@ class InversionWorker(BlockWorker):
             values += invert_texts(self.target, texts[s:s + spec["batch_size"]], spec["template"], spec["settings"],
                                    spec["seed"], spec["sequential"])
         meta = {**self.facts(), "block_seconds": time.perf_counter() - t0}
-        table = pa.table({"id": pa.array(self.ids(loaded), pa.string()),
-                          "row": pa.array([item for *_, item in loaded], pa.int64()),
-                          "value": pa.array([_encode(v) for v in values], pa.binary())})
-        table = table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
-        return sink.getvalue().to_pybytes()
+        return value_shard(self.ids(loaded), [item for *_, item in loaded], values, meta)
 
 
 def plan_blocks(target, sets: list[InversionSet], workers: int, block_rows: int | None):
@@ -112,9 +110,6 @@ def inversions_on_ray(target, target_dir, base, sets: list[InversionSet], out_di
                       ray: RayOptions | None = None) -> tuple[ShardValues, dict]:
     """Every inversion of `sets` computed on Ray actors (or found in the shards under `out_dir`);
     (a cache holding them for `audit_queries`, facts for results.json)."""
-    import pyarrow.parquet as pq
-
-    from mmia.cache import _decode
     from mmia.engine.ray_blocks import span
     from mmia.offline import downloads_allowed
 
@@ -139,16 +134,7 @@ def inversions_on_ray(target, target_dir, base, sets: list[InversionSet], out_di
                              "sequential": s.sequential, "batch_size": s.batch_size} for s in sets],
                       allow_download=downloads_allowed())
         ran, _ = run_blocks(path=Path(queries), blocks=todo, worker=InversionWorker, kwargs=kwargs,
-                            shard_dir=shard_dir, ray=ray, batch_size=sets[0].batch_size, description="UMID inversions:",
-                            what=what)
+                            shard_dir=shard_dir, ray=ray, batch_size=sets[0].batch_size, description="UMID:",
+                            what=what, unit="inversions")
         info.update(ran)
-    wanted = {k for k, *_ in jobs}
-    values: dict[str, dict] = {}
-    for p in sorted(shard_dir.glob("rows-*.parquet")):
-        d = pq.read_table(p).to_pydict()
-        for k, blob in zip(d["id"], d["value"], strict=True):
-            if k in wanted and k not in values:
-                values[k] = _decode(blob)
-    if len(values) < len(wanted):
-        raise RuntimeError(f"{len(wanted) - len(values)} inversion(s) are in no shard; rerun to compute them")
-    return ShardValues(values), info
+    return ShardValues(shard_values(shard_dir, [k for k, *_ in jobs], "inversion")), info
