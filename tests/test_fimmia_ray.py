@@ -88,7 +88,7 @@ def test_fimmia_train_two_model_on_ray_equals_local_and_a_rerun_reuses_the_shard
     cfg = FimmiaConfig(neighbours=NeighbourConfig(k=4, field="answer+media"), text_embedder=None)
     kw = dict(base=base, cfg=cfg, train_cfg=TrainConfig(max_epochs=20), holdout=0.25, use_loss=True)
     local, local_res = api.train(root / "train.jsonl", llava, tmp_path / "local", cache_dir=tmp_path / "c", **kw)
-    ray_opts = RayOptions(workers=2, block_rows=3)
+    ray_opts = RayOptions(workers=1, block_rows=3)
     model, res = api.train(root / "train.jsonl", llava, tmp_path / "ray", engine="ray", ray=ray_opts, **kw)
     runs = model.settings["ray"]
     assert [r["features"] for r in runs] == ["target", "base"]

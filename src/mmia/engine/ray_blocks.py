@@ -6,7 +6,9 @@ Data dataset, `map_batches` sends each to an actor (a `BlockWorker` subclass tha
 once, reads its own rows with `rows_of` and turns them into one Parquet file), and the driver
 writes each file it gets back into the shard folder (written aside, then renamed: a shard is
 whole or absent), so a rerun computes only what no shard holds and the results folder needs no
-shared file system across machines.
+shared file system across machines. Items need not be rows: UMID's are numbered inversions, its
+blocks cut by the caller. A per-run ledger actor counts each block's starts, so a block that
+kills its worker every time fails the run after `--max-retries` retries instead of looping.
 """
 
 from __future__ import annotations
