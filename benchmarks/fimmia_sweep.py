@@ -41,10 +41,10 @@ def main() -> None:
     from mmia.cache import Cache, default_cache_dir
     from mmia.data import load_dataset
     from mmia.fimmia.api import _entries, train_model
+    from mmia.fimmia.demo_step import balanced_subset
     from mmia.fimmia.network import TrainConfig
     from mmia.fimmia.pipeline import FeatureExtractor, config_for_testbed
     from mmia.fimmia.protocols import split_parts
-    from mmia.fimmia.demo_step import balanced_subset
     from mmia.fimmia.sweep import candidates, neighbourhood_auc, sweep_neighbours
     from mmia.perturb import NeighbourConfig
     from mmia.testbeds.build import build_testbed

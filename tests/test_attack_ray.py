@@ -116,6 +116,25 @@ def test_a_worker_killed_mid_run_is_restarted_and_no_sample_is_lost_or_counted_t
     _assert_same_scores(table, expected, local, res)
 
 
+def test_a_block_that_kills_its_worker_every_time_fails_the_run_after_the_retries(setup, ray_cluster, tmp_path,
+                                                                                 monkeypatch):
+    """A poison row (its worker dies on it every time): the run stops after 1 + --max-retries
+    starts of its block, naming the block's rows, with every other block's shard kept."""
+    from mmia.errors import InputError
+
+    data, model, ref, local, expected = setup
+    monkeypatch.setenv(FAULT_ENV, "kill-row:6")
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=r"rows 5-8 killed their Ray worker 2 times \(--max-retries 1") as exc:
+        _ray(setup, out, workers=1, block_rows=4, max_retries=1)
+    assert str(data) in str(exc.value) and exc.value.exit_code == 2
+    assert len(_shard_ids(out)) == N - 4 and not (out / "results.json").exists()
+    monkeypatch.delenv(FAULT_ENV)
+    res, table = _ray(setup, out, workers=1, block_rows=4)
+    assert res.settings["ray"]["computed"] == 4 and res.settings["ray"]["reused"] == N - 4
+    _assert_same_scores(table, expected, local, res)
+
+
 def _cli(*args, env_extra=None, **kw):
     env = {**os.environ, "PYTHONPATH": SRC, **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", "mmia.cli", "--quiet", *args], env=env, stdout=subprocess.PIPE,

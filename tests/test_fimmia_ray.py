@@ -73,3 +73,44 @@ def test_fimmia_score_on_ray_equals_local_and_a_rerun_reuses_the_shards(trained,
     again = json.loads((out / "results.json").read_text())
     assert again["settings"]["ray"]["reused"] == 10 and again["settings"]["ray"]["computed"] == 0
     np.testing.assert_allclose(pd.read_parquet(out / "scores.parquet")["fimmia"], want["fimmia"], atol=1e-5, rtol=0)
+
+
+def test_fimmia_train_two_model_on_ray_equals_local_and_a_rerun_reuses_the_shards(trained, ray_cluster, tmp_path):
+    """`fimmia train --base --holdout --with-loss --engine ray`: the target's and the base's training
+    features from actors (the base's with the target's media encoder, as locally), the network
+    trained here on them, the held-out evaluation's features from actors too."""
+    from mmia.engine.ray_cluster import RayOptions
+    from mmia.fimmia.network import FimmiaModel
+    from mmia.testbeds.random_llava import build_random_llava
+
+    root, llava, _ = trained
+    base = build_random_llava(tmp_path / "base", image_size=32, patch_size=8, seed=1)
+    cfg = FimmiaConfig(neighbours=NeighbourConfig(k=4, field="answer+media"), text_embedder=None)
+    kw = dict(base=base, cfg=cfg, train_cfg=TrainConfig(max_epochs=20), holdout=0.25, use_loss=True)
+    local, local_res = api.train(root / "train.jsonl", llava, tmp_path / "local", cache_dir=tmp_path / "c", **kw)
+    ray_opts = RayOptions(workers=1, block_rows=3)
+    model, res = api.train(root / "train.jsonl", llava, tmp_path / "ray", engine="ray", ray=ray_opts, **kw)
+    runs = model.settings["ray"]
+    assert [r["features"] for r in runs] == ["target", "base"]
+    members = runs[0]["computed"]  # protocol (b): the training part's members only, by the target and the base
+    assert runs[1]["computed"] == members and 0 < members < 9
+    assert model.train_ids == local.train_ids
+    want, got = local.net.state_dict(), model.net.state_dict()
+    for name in want:
+        np.testing.assert_allclose(got[name].numpy(), want[name].numpy(), atol=1e-5, rtol=0, err_msg=name)
+    assert res.settings["engine_kind"] == "ray" and res.settings["ray"]["computed"] == res.dataset.n_samples == 4
+    assert [e.name for e in res.attacks] == [e.name for e in local_res.attacks]
+    for a, b in zip(res.attacks, local_res.attacks, strict=True):
+        assert a.auc == pytest.approx(b.auc, abs=1e-9), a.name
+    held_want = pd.read_parquet(tmp_path / "local" / "holdout" / "scores.parquet")
+    held_got = pd.read_parquet(tmp_path / "ray" / "holdout" / "scores.parquet")
+    for col in held_want.columns.drop(["id", "label"]):
+        np.testing.assert_allclose(held_got[col], held_want[col], atol=1e-5, rtol=0, err_msg=col)
+
+    # a rerun on the same --out computes nothing: every feature is in the shards
+    again, _ = api.train(root / "train.jsonl", llava, tmp_path / "ray", engine="ray", ray=ray_opts, **kw)
+    assert [r["computed"] for r in again.settings["ray"]] == [0, 0]
+    assert [r["reused"] for r in again.settings["ray"]] == [r["computed"] for r in runs]
+    saved = FimmiaModel.load(tmp_path / "ray")
+    for name, w in saved.net.state_dict().items():
+        np.testing.assert_allclose(w.numpy(), got[name].numpy(), atol=1e-6, rtol=0, err_msg=name)

@@ -69,6 +69,7 @@ def inspect(
 
 @app.command()
 @accepts_quiet
+@opt.accepts_ray
 def attack(
     data: Path = typer.Argument(..., help="JSONL, CSV, Parquet file or datasets save_to_disk directory."),
     target: Path = opt.TARGET,
@@ -85,11 +86,8 @@ def attack(
     dtype: str = opt.DTYPE,
     cache: Path = opt.CACHE,
     skip_bad: bool = opt.SKIP_BAD,
-    engine: str = opt.ENGINE,
-    ray_address: str = opt.RAY_ADDRESS,
-    workers: int = opt.WORKERS,
-    gpus_per_worker: float = opt.GPUS_PER_WORKER,
-    cpus_per_worker: float = opt.CPUS_PER_WORKER,
+    engine: str = "local",
+    ray=None,
 ):
     """Score-based membership-inference attacks against a target model."""
     from rich.console import Console
@@ -100,9 +98,7 @@ def attack(
     names = [a.strip() for a in attacks.split(",") if a.strip()] or None
     result, _ = run_attack(data, target, attacks=names, reference_dir=reference, out_dir=out,
                            batch_size=batch_size, device=device, dtype=dtype, cache_dir=cache, skip_bad=skip_bad,
-                           base_dir=base, engine=engine, ray_address=ray_address, workers=workers,
-                           gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
-                           max_batch_tokens=max_batch_tokens)
+                           base_dir=base, engine=engine, max_batch_tokens=max_batch_tokens, **ray.as_kwargs())
     print_run(result, title=f"attack: {data}", console=Console(stderr=True))  # stdout: the results path alone
     typer.echo(str(out / "results.json"))
 
@@ -226,6 +222,7 @@ def demo(
 
 @app.command()
 @accepts_quiet
+@opt.accepts_ray
 def umid(
     queries: Path = typer.Argument(..., help="Query file (JSONL/CSV/Parquet): id, text (a name or PII string), label."),
     target: Path = typer.Option(
@@ -249,8 +246,13 @@ def umid(
     seed: int = typer.Option(0, "--seed"),
     show_queries: bool = typer.Option(False, "--show-queries", help="Show query ids and texts instead of hashes."),
     cache_dir: Path = typer.Option(None, "--cache-dir", help="Where inversions are cached (default: user cache)."),
+    engine: str = "local",
+    ray=None,
 ):
-    """Text-only membership audit of a CLIP/CLAP model (UMID): was this name in the training data?"""
+    """Text-only membership audit of a CLIP/CLAP model (UMID): was this name in the training data?
+
+    --engine ray: every inversion on Ray actors (shards in OUT/shards/ a rerun reuses), the decision here.
+    """
     from mmia.cache import Cache
     from mmia.errors import InputError
     from mmia.report import print_run, save_run
@@ -267,9 +269,11 @@ def umid(
         seq = SequentialConfig(restarts=restarts, steps=steps, reference_size=reference_size, seed=seed)
     with Cache(cache_dir) as cache:
         res = audit_queries(queries, target, cfg, control_names=control_names, media=media, sequential=seq,
-                            cache=cache, base=base)
+                            cache=cache, base=base, engine=engine, ray=ray, out_dir=out)
+    ray_info = res.info.pop("ray", None)
+    settings = {"umid": cfg.model_dump(), **({"engine_kind": "ray", "ray": ray_info} if ray_info else {})}
     section, table = to_results(res, name="umid", queries=queries, target=target, show_queries=show_queries,
-                                settings={"umid": cfg.model_dump()})
+                                settings=settings)
     run = RunResult.of_section(section)
     save_run(out, run, table)
     print_run(run, title=f"umid: {queries}")

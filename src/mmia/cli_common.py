@@ -57,3 +57,31 @@ GPUS_PER_WORKER = typer.Option(0.0, "--gpus-per-worker", min=0.0, help="With --e
                                "(0.5: two actors share one).")
 CPUS_PER_WORKER = typer.Option(None, "--cpus-per-worker", min=1.0, help="With --engine ray: CPUs (and torch "
                                "threads) per actor (default: the cluster's CPUs shared among the workers).")
+MAX_RETRIES = typer.Option(3, "--max-retries", min=0, help="With --engine ray: times a block whose worker died "
+                           "(out of memory, a crash) is started again; then the run stops naming its rows, exit 2, "
+                           "the finished shards kept.")
+
+
+def accepts_ray(fn):
+    """Give a command the Ray engine's options (--engine, --ray-address, --workers, --gpus-per-worker,
+    --cpus-per-worker, --max-retries); the function receives them as `engine` and `ray` (a
+    RayOptions). Like `accepts_quiet`, the wrapper's signature is what typer reads."""
+    sig = inspect.signature(fn)
+    kept = [p for name, p in sig.parameters.items() if name not in ("engine", "ray")]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=option)
+             for name, ann, option in (("engine", str, ENGINE), ("ray_address", str, RAY_ADDRESS),
+                                       ("workers", int, WORKERS), ("gpus_per_worker", float, GPUS_PER_WORKER),
+                                       ("cpus_per_worker", float, CPUS_PER_WORKER),
+                                       ("max_retries", int, MAX_RETRIES))]
+
+    @functools.wraps(fn)
+    def command(*args, engine: str = "local", ray_address=None, workers: int = 1, gpus_per_worker: float = 0.0,
+                cpus_per_worker=None, max_retries: int = 3, **kwargs):
+        from mmia.engine.ray_cluster import RayOptions
+
+        ray = RayOptions(address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
+                         cpus_per_worker=cpus_per_worker, max_retries=max_retries)
+        return fn(*args, engine=engine, ray=ray, **kwargs)
+
+    command.__signature__ = sig.replace(parameters=[*kept, *added])
+    return command

@@ -44,6 +44,7 @@ def _config(
 
 @app.command("train")
 @accepts_quiet
+@opt.accepts_ray
 def train_cmd(
     data: Path = typer.Argument(..., help="Labelled members/non-members (or the fine-tuning set with --base)."),
     target: Path = typer.Option(..., "--target", help="The audited model (Hugging Face directory or PEFT adapter)."),
@@ -81,8 +82,13 @@ def train_cmd(
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:1, ... (auto: CUDA when present)."),
     cache_dir: Path = typer.Option(None, "--cache", "--cache-dir", help="Value cache (default: the user cache)."),
     skip_bad: bool = typer.Option(False, "--skip-bad"),
+    engine: str = "local",
+    ray=None,
 ):
-    """Train a FiMMIA attack model on labelled samples of the target (or base vs target)."""
+    """Train a FiMMIA attack model on labelled samples of the target (or base vs target).
+
+    --engine ray: the feature passes on Ray actors (shards in OUT/shards/ a rerun reuses), the training here.
+    """
     from mmia.fimmia import api
     from mmia.fimmia.network import TrainConfig
 
@@ -113,6 +119,8 @@ def train_cmd(
         skip_bad=skip_bad,
         use_loss=with_loss,
         sweep=sweep,
+        engine=engine,
+        ray=ray,
     )
     if "sweep" in model.settings:
         sw = model.settings["sweep"]
@@ -130,6 +138,7 @@ def train_cmd(
 
 @app.command("score")
 @accepts_quiet
+@opt.accepts_ray
 def score_cmd(
     data: Path = typer.Argument(..., help="Samples to audit (labels optional; needed for AUC)."),
     target: Path = typer.Option(..., "--target", help="The audited model (Hugging Face directory or PEFT adapter)."),
@@ -146,19 +155,15 @@ def score_cmd(
     skip_trained: bool = typer.Option(
         False, "--skip-trained", help="Leave out the samples the attack trained on (default: refuse the file)."
     ),
-    engine: str = opt.ENGINE,
-    ray_address: str = opt.RAY_ADDRESS,
-    workers: int = opt.WORKERS,
-    gpus_per_worker: float = opt.GPUS_PER_WORKER,
-    cpus_per_worker: float = opt.CPUS_PER_WORKER,
+    engine: str = "local",
+    ray=None,
 ):
     """Score samples with a trained FiMMIA attack model; writes results.json, scores.parquet, report."""
     from mmia.fimmia import api
 
     result = api.score(data, target, attack_model, out, cache_dir=cache_dir, skip_bad=skip_bad, batch_size=batch_size,
                        device=None if device == "auto" else device, skip_trained=skip_trained, base=base,
-                       engine=engine, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
-                       cpus_per_worker=cpus_per_worker)
+                       engine=engine, **ray.as_kwargs())
     if result.attacks:
         from mmia.report import print_run
 

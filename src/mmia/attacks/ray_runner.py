@@ -17,10 +17,11 @@ How a run goes:
    machines; then it reads every shard back and evaluates exactly as the local engine does
    (`evaluate_scored` on one `Scored`).
 
-Steps 2-4 are `mmia.engine.ray_blocks.run_blocks`, which `mmia fimmia score --engine ray`
-shares. A worker killed mid-block is restarted by Ray and the block retried (Ray Data's actor-
-pool defaults, max_restarts=-1 and max_task_retries=-1); its output arrives once or not at all,
-and shards are merged by id, so no sample is lost or counted twice. A killed driver loses at
+Steps 2-4 are `mmia.engine.ray_blocks.run_blocks`, which `mmia fimmia score|train` and
+`mmia umid` share with `--engine ray`. A worker killed mid-block is restarted by Ray and the
+block retried (Ray Data's actor-pool defaults, max_restarts=-1 and max_task_retries=-1), at most
+--max-retries times per block (then the run fails naming the block's rows); its output arrives
+once or not at all, and shards are merged by id, so no sample is lost or counted twice. A killed driver loses at
 most the blocks in flight: a rerun with the same --out computes only the rows no shard holds.
 The run key covers the target, reference and base weights, the data file's bytes, the attacks
 and their configs, dtype and device; another configuration writes to another shard folder.
@@ -48,6 +49,7 @@ from mmia.engine.ray_blocks import (  # noqa: F401  (SHARDS, done_ids: what call
     run_blocks,
     shard_folder,
 )
+from mmia.engine.ray_cluster import RayOptions
 from mmia.errors import InputError
 
 SCORE_PREFIX = "score:"  # score columns in a shard, apart from id/row/label/skipped
@@ -147,8 +149,8 @@ class ScoreWorker(BlockWorker):
 
     def __init__(self, *, path: str, target_dir: str, kind: str, base: str | None, reference_dir: str | None,
                  attacks: dict, device, dtype, cache_dir, batch_size: int, skip_bad: bool, threads: int,
-                 allow_download: bool = False, fault: str | None = None, max_batch_tokens: int | None = None):
-        super().__init__(path=path, threads=threads, fault=fault)
+                 allow_download: bool = False, max_batch_tokens: int | None = None, **block):
+        super().__init__(path=path, threads=threads, **block)
         from mmia import offline
         from mmia.attacks.registry import get_attack
         from mmia.targets import load_target
@@ -236,7 +238,8 @@ def run_attack_ray(data, target_dir, *, attacks=None, reference_dir=None, out_di
                    device=None, dtype=None, cache_dir=None, skip_bad: bool = False, configs: dict | None = None,
                    seed: int = 0, base_dir=None, ray_address: str | None = None, workers: int = 1,
                    gpus_per_worker: float = 0.0, cpus_per_worker: float | None = None,
-                   block_rows: int | None = None, max_batch_tokens: int | None = None):
+                   block_rows: int | None = None, max_batch_tokens: int | None = None,
+                   max_retries: int | None = None):
     """`run_attack` on Ray Data actors; the same (RunResult, ScoreTable), plus shards in `out_dir/shards/`."""
     from mmia.offline import downloads_allowed
 
@@ -262,10 +265,11 @@ def run_attack_ray(data, target_dir, *, attacks=None, reference_dir=None, out_di
                       attacks={n: c.model_dump(mode="json") for n, c in configs.items()}, device=device,
                       dtype=dtype, cache_dir=None if cache_dir is None else str(cache_dir), batch_size=batch_size,
                       skip_bad=skip_bad, allow_download=downloads_allowed(), max_batch_tokens=max_batch_tokens)
+        ray = RayOptions(address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
+                         cpus_per_worker=cpus_per_worker, block_rows=block_rows,
+                         **({} if max_retries is None else {"max_retries": max_retries}))
         info, new_shards = run_blocks(path=index.path, todo=todo, worker=ScoreWorker, kwargs=kwargs,
-                                      shard_dir=shard_dir, ray_address=ray_address, workers=workers,
-                                      gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
-                                      batch_size=batch_size, block_rows=block_rows, description="scoring")
+                                      shard_dir=shard_dir, ray=ray, batch_size=batch_size, description="scoring")
         ray_info.update(info)
     scored, meta = merge_shards(index, shard_dir, specs, new_shards)
     settings = {"batch_size": batch_size, **budget_setting(max_batch_tokens), "device": meta.get("device"),

@@ -284,6 +284,7 @@ def run_attack(
     cpus_per_worker: float | None = None,
     block_rows: int | None = None,
     max_batch_tokens: int | None = None,
+    max_retries: int | None = None,
 ) -> tuple[RunResult, ScoreTable]:
     """Load data and models, score, evaluate; with `out_dir`, write results.json, scores.parquet and report.html.
 
@@ -306,7 +307,7 @@ def run_attack(
                               skip_bad=skip_bad, configs=configs, seed=seed, base_dir=base_dir,
                               ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
                               cpus_per_worker=cpus_per_worker, block_rows=block_rows,
-                              max_batch_tokens=max_batch_tokens)
+                              max_batch_tokens=max_batch_tokens, max_retries=max_retries)
     if engine != "local":
         raise InputError(f"--engine must be 'local' or 'ray', not {engine!r}")
     from mmia.cache import Cache

@@ -17,13 +17,34 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import BaseModel, Field
+
 from mmia.errors import InputError, MmiaError
 
 # Fault injection for the tests (never set in normal use): "kill-once:MARKER" makes the first
-# worker batch that finds no MARKER file create it and SIGKILL its own process; "delay:SECONDS"
-# makes every worker batch sleep first. The driver reads it and hands it to its workers, so it
-# works on a cluster started elsewhere too.
+# worker batch that finds no MARKER file create it and SIGKILL its own process; "kill-row:ROW"
+# SIGKILLs the worker whenever a block holding item ROW starts (a poison row: every retry dies);
+# "delay:SECONDS" makes every worker batch sleep first. The driver reads it and hands it to its
+# workers, so it works on a cluster started elsewhere too.
 FAULT_ENV = "MMIA_RAY_FAULTS"
+DEFAULT_MAX_RETRIES = 3
+
+
+class RayOptions(BaseModel):
+    """Where and how wide an `--engine ray` run goes (the options every such command shares)."""
+
+    address: str | None = Field(None, description="None: a local cluster; 'auto'; host:port")
+    workers: int = Field(1, ge=1)
+    gpus_per_worker: float = Field(0.0, ge=0)
+    cpus_per_worker: float | None = Field(None, ge=1)
+    block_rows: int | None = Field(None, ge=1, description="items per block (None: sized from the work)")
+    max_retries: int = Field(DEFAULT_MAX_RETRIES, ge=0,
+                             description="times a block whose worker died is started again before the run fails")
+
+    def as_kwargs(self) -> dict:
+        """The keyword arguments of `run_attack` and `fimmia.api.score` that these options stand for."""
+        return {"ray_address": self.address, "workers": self.workers, "gpus_per_worker": self.gpus_per_worker,
+                "cpus_per_worker": self.cpus_per_worker, "max_retries": self.max_retries}
 
 
 class RayNotInstalled(MmiaError):
@@ -114,8 +135,9 @@ def worker_resources(session: RaySession, workers: int, gpus_per_worker: float,
     the cluster's CPUs shared out) and `gpus_per_worker` GPUs each.
 
     A dead actor is restarted and its batches retried by Ray Data's own defaults for actor pools
-    (max_restarts=-1, max_task_retries=-1); they are not passed here, as Ray 2.6x deprecates
-    passing them to map_batches.
+    (max_restarts=-1, max_task_retries=-1). Ray 2.60 would take a bound (map_batches passes
+    max_task_retries on to the actors), but its failure is an ActorUnavailableError naming no
+    block; `AttemptLedger` bounds each block's attempts instead and names its rows.
     """
     import ray
     if workers < 1:
@@ -133,12 +155,31 @@ def worker_resources(session: RaySession, workers: int, gpus_per_worker: float,
             "num_gpus": gpus_per_worker or None}
 
 
-def fault_hook(spec: str | None) -> None:
-    """Run the fault a test asked for (see FAULT_ENV); a no-op when `spec` is empty."""
+class AttemptLedger:
+    """Counts the starts of each block, for the whole run (a Ray actor on the driver's node; plain
+    here so that importing this module does not import Ray). A worker asks it before it computes a
+    block: a block started more than 1 + max_retries times has killed that many workers (its
+    process died mid-block each time: out of memory on one row, a crash in native code) and is
+    failed instead of run again, which Ray's own retries would do forever."""
+
+    def __init__(self):
+        self.starts: dict[str, int] = {}
+
+    def start(self, block: str) -> int:
+        self.starts[block] = self.starts.get(block, 0) + 1
+        return self.starts[block]
+
+
+def fault_hook(spec: str | None, items: list[int] | None = None) -> None:
+    """Run the fault a test asked for (see FAULT_ENV); a no-op when `spec` is empty. `items`: the
+    block's row numbers (item numbers), for "kill-row"."""
     if not spec:
         return
     kind, _, arg = spec.partition(":")
-    if kind == "delay":
+    if kind == "kill-row":
+        if items is not None and int(arg) in items:
+            os.kill(os.getpid(), signal.SIGKILL)
+    elif kind == "delay":
         import time
 
         time.sleep(float(arg))

@@ -10,6 +10,7 @@ import numpy as np
 from mmia.cache import Cache
 from mmia.data import load_dataset
 from mmia.data.schema import Dataset
+from mmia.engine.ray_cluster import DEFAULT_MAX_RETRIES, RayOptions
 from mmia.errors import InputError
 from mmia.fimmia.features import FeatureSet
 from mmia.fimmia.network import FimmiaModel, NetConfig, TrainConfig, train_attack
@@ -118,13 +119,22 @@ def train(
     cache_dir=None,
     skip_bad: bool = False,
     use_loss: bool = False,
+    engine: str = "local",
+    ray: RayOptions | None = None,
     sweep: bool = False,
 ) -> tuple[FimmiaModel, RunResult | None]:
     """Train an attack model on DATA (labelled, or the fine-tuning set with --base) and save it
     to `out`. With `holdout` > 0 a share of the samples is kept out of training and the model
     is evaluated on it; that evaluation is written to `out/holdout/`. With `sweep`, the
     neighbours (field, edits per neighbour) are chosen on the training rows first
-    (`mmia.fimmia.sweep`); the choice is saved with the model, so scoring makes the same ones."""
+    (`mmia.fimmia.sweep`); the choice is saved with the model, so scoring makes the same ones.
+
+    `engine="ray"`: the feature pass (the target's and, with `base`, the base's) runs on Ray
+    Data actors, kept in shards under `out/shards/` (a rerun reuses them); the training and the
+    held-out evaluation's scoring run here, as locally; the held-out features come from actors too."""
+    if engine == "ray" and sweep:
+        raise InputError("--sweep runs on the local engine only (one feature pass per candidate); "
+                         "leave out --engine ray, or --sweep")
     cfg = with_adapter_base(cfg or FimmiaConfig(), target, base)
     ds = load_dataset(data, skip_bad=skip_bad)
     if base is None and not ds.has_labels:
@@ -132,13 +142,44 @@ def train(
     held = None
     if holdout > 0:
         ds, held = split_parts(ds, holdout, seed=cfg.neighbours.seed)
+    opts = dict(base=base, use_text=use_text, use_media=use_media, train_cfg=train_cfg, use_loss=use_loss)
+    if engine == "ray":
+        from mmia.engine.ray_cluster import ray_session
+        from mmia.fimmia.ray_features import RayFeatures
+
+        ray = ray or RayOptions()
+        with ray_session(ray.address):  # one cluster for every feature pass of the run
+            # the actors keep no cache: the shards are what a rerun reuses
+            extractor = RayFeatures(target, cfg, out, ray=ray)
+            base_x = RayFeatures(target, cfg, out, base=base, ray=ray) if base is not None else None
+            model = _fit(ds, target, out, cfg, None, extractor, base_x, **opts,
+                         ray_runs=lambda: extractor.runs + (base_x.runs if base_x is not None else []))
+            # the held-out features on actors too; the base's held-out losses (fimmia+loss) are computed here
+            result = (evaluate(model, held, target, cfg, None, Path(out) / "holdout", engine="ray", ray=ray)
+                      if held is not None else None)
+        return model, result
+    if engine != "local":
+        raise InputError(f"--engine must be 'local' or 'ray', not {engine!r}")
     cache = _cache(cache_dir)
     extractor = FeatureExtractor(target, cfg, cache)
     base_x = base_extractor(base, cfg, cache, extractor) if base is not None else None
-    chosen = None
+    feats = chosen = None
     if sweep:
         cfg, extractor, base_x, feats, chosen = _swept(ds, target, base, cfg, cache, extractor, base_x)
-    else:
+    model = _fit(ds, target, out, cfg, cache, extractor, base_x, **opts, feats=feats,
+                 settings={"sweep": chosen.as_dict()} if chosen is not None else None)
+    result = None
+    if held is not None:
+        result = evaluate(model, held, target, cfg, cache, Path(out) / "holdout", extractor=extractor, base_x=base_x)
+    return model, result
+
+
+def _fit(ds, target, out, cfg, cache, extractor, base_x, *, base, use_text, use_media, train_cfg, use_loss,
+         ray_runs=None, feats=None, settings: dict | None = None) -> FimmiaModel:
+    """Training features of `ds` from `extractor` (and `base_x`; `feats` when the caller has them),
+    the attack model trained on them and saved to `out`; `ray_runs()`: the Ray feature passes'
+    facts, and `settings`, kept in its settings."""
+    if feats is None:
         feats = protocol_features(ds, target, base, cfg, cache, extractor, base_x)
     model = train_model(
         feats,
@@ -151,13 +192,11 @@ def train(
         train_cfg=train_cfg,
         use_loss=use_loss,
     )
-    if chosen is not None:
-        model.settings["sweep"] = chosen.as_dict()
+    if ray_runs is not None:
+        model.settings["ray"] = ray_runs()
+    model.settings.update(settings or {})
     model.save(out)
-    result = None
-    if held is not None:
-        result = evaluate(model, held, target, cfg, cache, Path(out) / "holdout", extractor=extractor, base_x=base_x)
-    return model, result
+    return model
 
 
 def _swept(ds: Dataset, target, base, cfg: FimmiaConfig, cache, extractor: FeatureExtractor,
@@ -243,12 +282,12 @@ def _technique_entries(train_fs: FeatureSet, train_ds: Dataset, eval_fs: Feature
 
 
 def evaluate(model: FimmiaModel, ds: Dataset, target, cfg: FimmiaConfig, cache, out_dir=None, *,
-             engine: str = "local", ray: dict | None = None, extractor: FeatureExtractor | None = None,
+             engine: str = "local", ray: RayOptions | None = None, extractor: FeatureExtractor | None = None,
              base_x: FeatureExtractor | None = None) -> RunResult:
     """Score `ds` (never the attack's training samples) and write the contract's results.
 
-    `engine="ray"`: the features come from Ray Data actors (`mmia.fimmia.ray_features`), `ray`
-    holding features_on_ray's options (ray_address, workers, gpus_per_worker, cpus_per_worker).
+    `engine="ray"`: the features come from Ray Data actors (`mmia.fimmia.ray_features`) on the
+    cluster and worker pool `ray` describes.
     `extractor`, `base_x`: the target's and the base's extractors when the caller holds them."""
     assert_disjoint(model.train_ids, ds.ids)
     t0 = time.perf_counter()
@@ -258,7 +297,7 @@ def evaluate(model: FimmiaModel, ds: Dataset, target, cfg: FimmiaConfig, cache, 
 
         if out_dir is None:
             raise InputError("--engine ray keeps each sample's features in the results folder: give --out")
-        fs, ray_info = features_on_ray(ds, target, cfg, out_dir, **(ray or {}))
+        fs, ray_info = features_on_ray(ds, target, cfg, out_dir, ray=ray)
     elif engine == "local":
         fs = (extractor or FeatureExtractor(target, cfg, cache)).features(ds, "FiMMIA score")
     else:
@@ -311,6 +350,7 @@ def score(
     gpus_per_worker: float = 0.0,
     cpus_per_worker: float | None = None,
     block_rows: int | None = None,
+    max_retries: int = DEFAULT_MAX_RETRIES,
 ) -> RunResult:
     """Score DATA with a saved attack model; samples it was trained on are refused, or with
     `skip_trained` left out (so the file `train --holdout` split scores as its held-out part).
@@ -337,8 +377,8 @@ def score(
             data,
         )
     if engine == "ray":  # the actors keep no cache unless asked: the shards are what a rerun reuses
-        ray = dict(ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
-                   cpus_per_worker=cpus_per_worker, block_rows=block_rows)
+        ray = RayOptions(address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
+                         cpus_per_worker=cpus_per_worker, block_rows=block_rows, max_retries=max_retries)
         return evaluate(model, ds, target, cfg, None, out, engine="ray", ray=ray)
     return evaluate(model, ds, target, cfg, _cache(cache_dir), out, engine=engine)
 

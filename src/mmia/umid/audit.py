@@ -87,6 +87,31 @@ class SignalSet:
     cos: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
 
+def inversion_keys(target, texts: list[str], template: str, settings: InversionSettings, seed: int,
+                   sequential: bool = False) -> list[str]:
+    """The cache key of each text's inversion (the Ray engine's shards hold them under the same keys)."""
+    from mmia.cache import fingerprint_dir, make_key
+
+    peft = getattr(target, "peft", None)  # a merged PEFT adapter: its base and its own weights together
+    fp = peft.fingerprint(fingerprint_dir(peft.base)) if peft else fingerprint_dir(target.path)
+    variant = f"{CACHE_VERSION}|{settings.key()}|seed{seed}|{'seq' if sequential else 'batch'}"
+    return [make_key(fp, t, template, "umid-inversion", variant) for t in texts]
+
+
+def invert_texts(target, batch: list[str], template: str, settings: InversionSettings, seed: int,
+                 sequential: bool = False) -> list[dict]:
+    """One batch of queries inverted together: per text its final embeddings z, cosines, trajectory
+    and text embedding e. Each query's starts come from its own seed (stable_seed of its text)."""
+    import torch
+
+    emb = text_embeddings(target, [template.format(t) for t in batch])
+    seeds = [stable_seed("umid-start", seed, t) for t in batch]
+    with torch.enable_grad():
+        res = invert(target, emb, seeds, settings, sequential=sequential)
+    e = emb.numpy()
+    return [{"z": res["z"][i], "cos": res["cos"][i], "traj": res["traj"][i], "e": e[i]} for i in range(len(batch))]
+
+
 def run_inversions(
     target,
     texts: list[str],
@@ -100,23 +125,13 @@ def run_inversions(
     description: str = "inverting",
 ) -> SignalSet:
     """Signals of each text: cached per text, computed in batches of `batch_size` queries."""
-    import torch
-
-    from mmia.cache import cached_map, fingerprint_dir, make_key
+    from mmia.cache import cached_map
     from mmia.progress import progress_bar
 
-    peft = getattr(target, "peft", None)  # a merged PEFT adapter: its base and its own weights together
-    fp = peft.fingerprint(fingerprint_dir(peft.base)) if peft else fingerprint_dir(target.path)
-    variant = f"{CACHE_VERSION}|{settings.key()}|seed{seed}|{'seq' if sequential else 'batch'}"
-    keys = [make_key(fp, t, template, "umid-inversion", variant) for t in texts]
+    keys = inversion_keys(target, texts, template, settings, seed, sequential)
 
     def compute(batch: list[str]):
-        emb = text_embeddings(target, [template.format(t) for t in batch])
-        seeds = [stable_seed("umid-start", seed, t) for t in batch]
-        with torch.enable_grad():
-            res = invert(target, emb, seeds, settings, sequential=sequential)
-        e = emb.numpy()
-        return [{"z": res["z"][i], "cos": res["cos"][i], "traj": res["traj"][i], "e": e[i]} for i in range(len(batch))]
+        return invert_texts(target, batch, template, settings, seed, sequential)
 
     t0 = time.time()
     with progress_bar(description, len(texts), unit="queries") as bar:
@@ -128,6 +143,41 @@ def run_inversions(
     e = np.stack([v["e"] for v in values])
     anchors = text_embeddings(target, [template.format(a) for a in anchor_texts(seed)]).numpy()
     return SignalSet(list(texts), compute_signals(z, cos, traj, e, anchors), seconds, cos)
+
+
+@dataclass
+class InversionSet:
+    """One `run_inversions` call of an audit: what it inverts and how."""
+
+    name: str
+    texts: list[str]
+    template: str
+    settings: InversionSettings
+    seed: int
+    sequential: bool = False
+    batch_size: int = 32
+
+
+def inversion_sets(target, texts: list[str], config: UmidConfig, *, reference_names: list[str] | None = None,
+                   sequential: SequentialConfig | None = None) -> list[InversionSet]:
+    """The inversions `audit_queries` runs, in its order: UMID's queries and gibberish reference
+    (`umid_scores`), the name control's reference, the sequential baseline's queries and reference
+    (`sequential_scores`). The Ray engine computes these ahead; the audit then finds them cached."""
+    template = config.template or DEFAULT_TEMPLATES[target.kind]
+    st = config.settings()
+    umid = dict(template=template, settings=st, seed=config.seed, batch_size=config.batch_size)
+    out = [InversionSet("queries", list(texts), **umid),
+           InversionSet("reference", gibberish(config.reference_size, config.seed, config.reference_generators),
+                        **umid)]
+    if reference_names is not None:
+        out.append(InversionSet("control names", list(reference_names), **umid))
+    if sequential is not None:
+        seq = dict(template=DEFAULT_TEMPLATES[target.kind], settings=sequential.settings(target.kind),
+                   seed=sequential.seed, sequential=sequential.loop)
+        out += [InversionSet("sequential queries", list(texts), **seq),
+                InversionSet("sequential reference", gibberish(sequential.reference_size, sequential.seed, ("chars",)),
+                             **seq)]
+    return out
 
 
 def anchor_texts(seed: int, n: int = 32) -> list[str]:

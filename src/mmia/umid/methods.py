@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from mmia.attacks.registry import register_attack
+from mmia.engine.ray_cluster import RayOptions
 from mmia.errors import InputError
 from mmia.umid.audit import (
     AuditOutput,
@@ -95,11 +96,16 @@ def audit_queries(
     sequential: SequentialConfig | None = None,
     cache=None,
     base: Path | None = None,
+    engine: str = "local",
+    ray: RayOptions | None = None,
+    out_dir: Path | None = None,
 ) -> AuditOutput:
     """Run UMID (and the controls and baselines whose inputs are given) on a query file.
 
     `control_limit` keeps the first names of `control_names` only (the demo's cheaper control);
     `base` is a PEFT adapter target's base model (see `mmia.targets.peft_adapter`).
+    `engine="ray"`: every inversion runs first on Ray Data actors (`mmia.umid.ray_inversions`),
+    kept in shards under `out_dir/shards/`; the rest runs here on them, as locally (`cache` unused).
     """
     import torch
 
@@ -115,11 +121,24 @@ def audit_queries(
     if all(s.label is not None for s in ds.samples):
         labels = np.array([s.label for s in ds.samples], dtype=np.int64)
     target = load_contrastive(target_dir, base=base)
+    ref = None
+    if control_names is not None:
+        ref = [s.text.strip() for s in _load_queries(control_names).samples][:control_limit]
+    ray_info = None
+    if engine == "ray":
+        from mmia.umid.audit import inversion_sets
+        from mmia.umid.ray_inversions import inversions_on_ray
+
+        if out_dir is None:
+            raise InputError("--engine ray keeps each inversion in the results folder: give --out")
+        sets = inversion_sets(target, texts, config, reference_names=ref, sequential=sequential)
+        cache, ray_info = inversions_on_ray(target, target_dir, base, sets, out_dir, queries=queries, ray=ray)
+    elif engine != "local":
+        raise InputError(f"--engine must be 'local' or 'ray', not {engine!r}")
     methods, info = umid_scores(target, texts, config, cache=cache)
     info = {k: v for k, v in info.items() if k != "votes_per_detector"}
     methods.append(run_embedding_control(target, texts, config))
-    if control_names is not None:
-        ref = [s.text.strip() for s in _load_queries(control_names).samples][:control_limit]
+    if ref is not None:
         methods.append(run_name_control(target, texts, config, ref, cache=cache))
         methods.append(run_embedding_control(target, texts, config, ref))
     if media is not None:
@@ -134,6 +153,8 @@ def audit_queries(
     if sequential is not None:
         methods.append(run_sequential(target, texts, sequential, cache=cache))
     info["target_kind"] = target.kind
+    if ray_info is not None:
+        info["ray"] = ray_info
     return AuditOutput(ids=ids, texts=texts, labels=labels, methods=methods, info=info)
 
 
