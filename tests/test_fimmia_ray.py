@@ -24,7 +24,7 @@ WORDS = "red green blue circle square star small large top left right there is a
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A random tiny LLaVA, an attack model trained on 12 rows and 10 other rows to score."""
-    from mmia.testbeds.random_llava import build_random_llava
+    from random_llava import build_random_llava
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("fimmia-ray")

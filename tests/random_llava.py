@@ -1,8 +1,9 @@
 """A randomly initialised tiny LLaVA (LlavaForConditionalGeneration) saved in Hugging Face format.
 
-For tests and benchmarks that need the real LLaVA code path (processor, image-token expansion,
-vision tower, projector, Llama decoder, KV cache) but no trained weights. The image takes
-(image_size / patch_size)^2 tokens; the word-level tokenizer knows `words` plus the specials.
+For tests and benchmarks/fimmia.py (which puts tests/ on its path) that need the real LLaVA code
+path (processor, image-token expansion, vision tower, projector, Llama decoder, KV cache) but no
+trained weights. The image takes (image_size / patch_size)^2 tokens; the word-level tokenizer
+knows `words` plus the specials.
 """
 
 from __future__ import annotations
