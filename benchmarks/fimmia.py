@@ -13,6 +13,7 @@ times), with the median of the repeats' CPU-time ratios beside it.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,12 +21,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# The random LLaVA builder serves tests and this benchmark only, so it lives in tests/.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
 
 def _samples(n: int, root: Path, seed: int = 0):
     from PIL import Image
+    from random_llava import BASIC_WORDS
 
     from mmia.data.schema import Sample
-    from mmia.testbeds.random_llava import BASIC_WORDS
 
     rng = np.random.default_rng(seed)
     out = []
@@ -73,7 +77,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.target is None:
-            from mmia.testbeds.random_llava import build_random_llava
+            from random_llava import build_random_llava
 
             side = int(round(args.image_tokens**0.5))
             target = build_random_llava(tmp / "llava", image_size=side * 8, patch_size=8, hidden=128, layers=4)

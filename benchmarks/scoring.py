@@ -52,13 +52,33 @@ def _vlm_testbed(testbed_dir: str | None):
     return spec.build(default_cache_dir() / "testbeds" / "vlm", seed=0, quick=False)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_target_args(ap: argparse.ArgumentParser, n: int) -> None:
+    """The options that say what to score (shared with scoring_memory.py)."""
     ap.add_argument("--testbed-dir")
     ap.add_argument("--model")
     ap.add_argument("--data")
-    ap.add_argument("--n", type=int, default=64)
+    ap.add_argument("--n", type=int, default=n)
     ap.add_argument("--batch-size", type=int, default=16)
+
+
+def target_and_data(args) -> tuple[Path, Path]:
+    """(model dir, data file): --model and --data, else the vlm testbed's target and matched split."""
+    if args.model:
+        return Path(args.model), Path(args.data)
+    tb = _vlm_testbed(args.testbed_dir)
+    return tb.targets["target"], tb.splits.get("matched") or next(iter(tb.splits.values()))
+
+
+def single_pass_specs(target, modalities):
+    """Single-pass attacks: all but lowercase (its own second pass) and reference (another model)."""
+    from mmia.attacks.runner import select_attacks
+
+    return [s for s in select_attacks(None, target.kind, modalities, has_reference=False) if "lower" not in s.tags]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_target_args(ap, n=64)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median of each way is shown")
     ap.add_argument("--no-loop", dest="loop", action="store_false", help="skip the (slow) per-sample loop")
     ap.add_argument("--threads", type=int, default=1)
@@ -70,23 +90,18 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from mmia import progress
     from mmia.attacks.records import SampleRecord
-    from mmia.attacks.runner import score_samples, select_attacks
+    from mmia.attacks.runner import score_samples
     from mmia.cache import Cache
     from mmia.data import load_dataset
     from mmia.engine.generative import length_order
     from mmia.targets import load_target
 
     progress.set_quiet(True)
-    if args.model:
-        model_dir, data = Path(args.model), Path(args.data)
-    else:
-        tb = _vlm_testbed(args.testbed_dir)
-        model_dir, data = tb.targets["target"], tb.splits.get("matched") or next(iter(tb.splits.values()))
+    model_dir, data = target_and_data(args)
     ds = load_dataset(data)
     ds = ds.subset(range(min(args.n, len(ds))))
     target = load_target(model_dir, device=args.device)
-    # Single-pass attacks: all but lowercase (its own second pass) and reference (another model).
-    specs = [s for s in select_attacks(None, target.kind, ds.modalities, has_reference=False) if "lower" not in s.tags]
+    specs = single_pass_specs(target, ds.modalities)
     cfgs = {s.name: s.make_config() for s in specs}
     n, bs = len(ds), args.batch_size
 

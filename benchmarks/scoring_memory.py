@@ -14,37 +14,28 @@ from __future__ import annotations
 import argparse
 import time
 import tracemalloc
-from pathlib import Path
+
+from scoring import add_target_args, single_pass_specs, target_and_data  # benchmarks/ is the script's folder
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--testbed-dir")
-    ap.add_argument("--model")
-    ap.add_argument("--data")
-    ap.add_argument("--n", type=int, default=250)
-    ap.add_argument("--batch-size", type=int, default=16)
+    add_target_args(ap, n=250)
     args = ap.parse_args()
 
     import torch
 
     torch.set_num_threads(1)
     from mmia import progress
-    from mmia.attacks.runner import score_samples, select_attacks
+    from mmia.attacks.runner import score_samples
     from mmia.data import load_dataset
     from mmia.targets import load_target
 
     progress.set_quiet(True)
-    if args.testbed_dir:
-        from mmia.testbeds.base import Testbed
-
-        tb = Testbed.from_dir(args.testbed_dir)
-        model_dir, data = tb.targets["target"], tb.splits["matched"]
-    else:
-        model_dir, data = Path(args.model), Path(args.data)
+    model_dir, data = target_and_data(args)
     full = load_dataset(data)
     target = load_target(model_dir)
-    specs = [s for s in select_attacks(None, target.kind, full.modalities, False) if "lower" not in s.tags]
+    specs = single_pass_specs(target, full.modalities)
     peaks = {}
     for n in (args.n, 4 * args.n):
         ds = full.subset(range(min(n, len(full))))

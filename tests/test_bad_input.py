@@ -23,50 +23,50 @@ def assert_one_line_error(rc, err, expected):
     assert lines[0] == expected, lines[0]
 
 
+def assert_inspect_fails(path, expected):
+    """`mmia inspect path` fails with the one line `expected`."""
+    rc, _, err = run_cli("inspect", path)
+    assert_one_line_error(rc, err, expected)
+
+
 GOOD = {"id": "ok", "text": "fine", "label": 1}
 
 
 def test_missing_file(tmp_path):
     p = tmp_path / "nope.jsonl"
-    rc, _, err = run_cli("inspect", p)
-    assert_one_line_error(rc, err, f"error: {p}: file not found")
+    assert_inspect_fails(p, f"error: {p}: file not found")
 
 
 def test_malformed_json_row(tmp_path):
     p = write_jsonl(tmp_path / "d.jsonl", [GOOD, '{"text": "broken", ', {"text": "x", "label": 0}])
-    rc, _, err = run_cli("inspect", p)
-    assert_one_line_error(
-        rc, err, f"error: {p}, row 2: malformed row: not valid JSON (Expecting property name enclosed in "
+    assert_inspect_fails(
+        p, f"error: {p}, row 2: malformed row: not valid JSON (Expecting property name enclosed in "
         "double quotes at column 20)"
     )
 
 
 def test_row_not_an_object(tmp_path):
     p = write_jsonl(tmp_path / "d.jsonl", [GOOD, "[1, 2]"])
-    rc, _, err = run_cli("inspect", p)
-    assert_one_line_error(rc, err, f"error: {p}, row 2: malformed row: a JSON list, not an object")
+    assert_inspect_fails(p, f"error: {p}, row 2: malformed row: a JSON list, not an object")
 
 
 def test_csv_row_with_wrong_field_count(tmp_path):
     p = tmp_path / "d.csv"
     p.write_text("id,text,label\na,hello,1\nb,too,many,fields\n", encoding="utf-8")
-    rc, _, err = run_cli("inspect", p)
-    assert_one_line_error(rc, err, f"error: {p}, row 2: malformed row: 4 fields, the header has 3")
+    assert_inspect_fails(p, f"error: {p}, row 2: malformed row: 4 fields, the header has 3")
 
 
 def test_unknown_label(tmp_path):
     p = write_jsonl(tmp_path / "d.jsonl", [GOOD, {"id": "x", "text": "t", "label": "maybe"}])
-    rc, _, err = run_cli("inspect", p)
-    assert_one_line_error(
-        rc, err, f"error: {p}, row 2: unknown label 'maybe' (expected 1/0, true/false or member/nonmember)"
+    assert_inspect_fails(
+        p, f"error: {p}, row 2: unknown label 'maybe' (expected 1/0, true/false or member/nonmember)"
     )
 
 
 def test_unknown_column(tmp_path):
     p = write_jsonl(tmp_path / "d.jsonl", [GOOD, {"id": "x", "text": "t", "lable": 1}])
-    rc, _, err = run_cli("inspect", p)
-    assert_one_line_error(
-        rc, err,
+    assert_inspect_fails(
+        p,
         f"error: {p}, row 2: unknown column 'lable' (known: id, text, prompt, answer, image, audio, video, "
         "label); rename it, or ignore it with --ignore-column lable",
     )
@@ -97,22 +97,19 @@ def test_audio_that_does_not_decode(tmp_path, media_dir):
 
 def test_video_file_that_does_not_decode(tmp_path, media_dir):
     p = write_jsonl(tmp_path / "d.jsonl", [GOOD, {"id": "x", "text": "t", "video": "media/broken.mp4", "label": 0}])
-    rc, _, err = run_cli("inspect", p)
-    assert_one_line_error(rc, err, f"error: {p}, row 2: video does not decode (Invalid data found when processing "
+    assert_inspect_fails(p, f"error: {p}, row 2: video does not decode (Invalid data found when processing "
                                    f"input): {media_dir / 'broken.mp4'}")
 
 
 def test_missing_media_file(tmp_path, media_dir):
     p = write_jsonl(tmp_path / "d.jsonl", [GOOD, {"id": "x", "text": "t", "image": "media/gone.png"}])
-    rc, _, err = run_cli("inspect", p)
-    assert_one_line_error(rc, err, f"error: {p}, row 2: image file not found: {media_dir / 'gone.png'}")
+    assert_inspect_fails(p, f"error: {p}, row 2: image file not found: {media_dir / 'gone.png'}")
 
 
 def test_not_utf8(tmp_path):
     p = tmp_path / "d.jsonl"
     p.write_bytes(b'{"text": "ok", "label": 1}\n{"text": "\xff\xfe bad", "label": 0}\n')
-    rc, _, err = run_cli("inspect", p)
-    assert_one_line_error(rc, err, f"error: {p}, row 2: is not UTF-8 text")
+    assert_inspect_fails(p, f"error: {p}, row 2: is not UTF-8 text")
 
 
 def test_not_parquet(tmp_path):
@@ -125,9 +122,8 @@ def test_not_parquet(tmp_path):
 def test_unsupported_type_and_empty_file(tmp_path):
     p = tmp_path / "d.txt"
     p.write_text("hello")
-    rc, _, err = run_cli("inspect", p)
-    assert_one_line_error(
-        rc, err,
+    assert_inspect_fails(
+        p,
         f"error: {p}: unsupported file type '.txt' (use .jsonl, .csv, .parquet or a datasets save_to_disk directory)",
     )
     e = tmp_path / "empty.jsonl"
@@ -138,22 +134,18 @@ def test_unsupported_type_and_empty_file(tmp_path):
 
 def test_row_without_content_and_wrong_types(tmp_path):
     p = write_jsonl(tmp_path / "d.jsonl", [GOOD, {"id": "x", "label": 1}])
-    rc, _, err = run_cli("inspect", p)
-    assert_one_line_error(rc, err, f"error: {p}, row 2: has no text, prompt, answer, image, audio or video")
+    assert_inspect_fails(p, f"error: {p}, row 2: has no text, prompt, answer, image, audio or video")
     p = write_jsonl(tmp_path / "e.jsonl", [{"id": "x", "text": 5}])
-    rc, _, err = run_cli("inspect", p)
-    assert_one_line_error(rc, err, f"error: {p}, row 1: 'text' must be a string, got int")
+    assert_inspect_fails(p, f"error: {p}, row 1: 'text' must be a string, got int")
     p = write_jsonl(tmp_path / "f.jsonl", [{"prompt": "q?"}])
-    rc, _, err = run_cli("inspect", p)
-    assert_one_line_error(
-        rc, err, f"error: {p}, row 1: has a 'prompt' but no 'answer' (the answer is what the loss covers)"
+    assert_inspect_fails(
+        p, f"error: {p}, row 1: has a 'prompt' but no 'answer' (the answer is what the loss covers)"
     )
 
 
 def test_duplicate_ids(tmp_path):
     p = write_jsonl(tmp_path / "d.jsonl", [GOOD, {"id": "ok", "text": "again", "label": 0}])
-    rc, _, err = run_cli("inspect", p)
-    assert_one_line_error(rc, err, f"error: {p}, row 2: duplicate id 'ok' (first at row 1)")
+    assert_inspect_fails(p, f"error: {p}, row 2: duplicate id 'ok' (first at row 1)")
 
 
 def test_skip_bad_skips_and_lists(tmp_path, media_dir):
@@ -186,5 +178,4 @@ def test_labels_required_for_evaluation(tmp_path):
 def test_csv_not_utf8_names_the_row(tmp_path):
     p = tmp_path / "d.csv"
     p.write_bytes("\ufeffid,text,label\na,ok,1\n".encode() + b"b,\xff bad,0\n")
-    rc, _, err = run_cli("inspect", p)
-    assert_one_line_error(rc, err, f"error: {p}, row 2: is not UTF-8 text")
+    assert_inspect_fails(p, f"error: {p}, row 2: is not UTF-8 text")

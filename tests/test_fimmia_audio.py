@@ -13,38 +13,22 @@ from mmia.cli import app
 from mmia.data.schema import Sample
 from mmia.perturb import NeighbourConfig, NeighbourMaker
 
+torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="module")
 def whisper(tmp_path_factory):
     """A random (untrained) Whisper-style model with the audio testbed's tokenizer and features."""
-    from transformers import WhisperForConditionalGeneration
+    from tiny_models import save_whisper
 
-    from mmia.testbeds.audio_captions import AudioSettings, make_model_parts
-
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("whisper") / "m"
-    tok, fe, cfg = make_model_parts(AudioSettings(d_model=32, layers=1))
-    torch.manual_seed(0)
-    WhisperForConditionalGeneration(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    fe.save_pretrained(out)
-    return out
+    return save_whisper(tmp_path_factory.mktemp("whisper") / "m", seed=0, d_model=32)
 
 
 @pytest.fixture(scope="module")
 def audio_data(tmp_path_factory):
-    import soundfile as sf
+    from tiny_models import write_audio_captions
 
-    from mmia.testbeds.audio_captions import SR, make_clip, render_clip
-
-    root = tmp_path_factory.mktemp("audio")
-    rows = []
-    for i in range(16):
-        c = make_clip(0, "t", i)
-        sf.write(root / f"{i}.wav", render_clip(c), SR)
-        rows.append({"id": c.id, "prompt": c.prompt, "answer": c.answer, "audio": f"{i}.wav", "label": i % 2})
-    (root / "a.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    return root
+    return write_audio_captions(tmp_path_factory.mktemp("audio"), "t").parent
 
 
 @pytest.mark.parametrize("field", ["answer", "media", "answer+media", "prompt"])

@@ -19,7 +19,7 @@ WORDS = "red green blue circle square star small large top left right there is a
 
 @pytest.fixture(scope="module")
 def llava(tmp_path_factory):
-    from mmia.testbeds.random_llava import build_random_llava
+    from random_llava import build_random_llava
 
     torch.set_num_threads(1)
     return build_random_llava(tmp_path_factory.mktemp("llava") / "m", image_size=32, patch_size=8)
@@ -135,7 +135,7 @@ def test_cli_train_and_score(llava, data, tmp_path, monkeypatch):
 
 
 def test_cli_video_two_model(llava, data, tmp_path):
-    from mmia.testbeds.random_llava import build_random_llava
+    from random_llava import build_random_llava
 
     base = build_random_llava(tmp_path / "base", image_size=32, patch_size=8, seed=1)
     res = CliRunner().invoke(app, ["-q", *_train_args(data / "vid.jsonl", llava, tmp_path / "atk", tmp_path / "c",
@@ -151,12 +151,12 @@ def test_two_model_with_loss_variant_and_one_media_encoder(llava, data, tmp_path
     """fimmia+loss in the two-model protocol reads the base's loss on every scored sample; the
     base's rows take their media embeddings from the target's encoder, not the base's."""
     import pandas as pd
+    from random_llava import build_random_llava
 
     from mmia.data import load_dataset
     from mmia.fimmia.api import base_extractor
     from mmia.fimmia.pipeline import FeatureExtractor, FimmiaConfig
     from mmia.perturb.neighbours import decode_media
-    from mmia.testbeds.random_llava import build_random_llava
 
     base = build_random_llava(tmp_path / "base", image_size=32, patch_size=8, seed=1)
     res = CliRunner().invoke(app, ["-q", *_train_args(data / "img.jsonl", llava, tmp_path / "atk", tmp_path / "c",

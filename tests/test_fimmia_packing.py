@@ -54,7 +54,7 @@ def test_hidden_index_splits_at_the_shared_prefix():
 
 @pytest.fixture(scope="module")
 def llava(tmp_path_factory):
-    from mmia.testbeds.random_llava import build_random_llava
+    from random_llava import build_random_llava
 
     torch.set_num_threads(1)
     return build_random_llava(tmp_path_factory.mktemp("llava") / "m", image_size=32, patch_size=8)

@@ -24,7 +24,7 @@ WORDS = "red green blue circle square star small large top left right there is a
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A random tiny LLaVA, an attack model trained on 12 rows and 10 other rows to score."""
-    from mmia.testbeds.random_llava import build_random_llava
+    from random_llava import build_random_llava
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("fimmia-ray")
@@ -79,9 +79,10 @@ def test_fimmia_train_two_model_on_ray_equals_local_and_a_rerun_reuses_the_shard
     """`fimmia train --base --holdout --with-loss --engine ray`: the target's and the base's training
     features from actors (the base's with the target's media encoder, as locally), the network
     trained here on them, the held-out evaluation's features from actors too."""
+    from random_llava import build_random_llava
+
     from mmia.engine.ray_cluster import RayOptions
     from mmia.fimmia.network import FimmiaModel
-    from mmia.testbeds.random_llava import build_random_llava
 
     root, llava, _ = trained
     base = build_random_llava(tmp_path / "base", image_size=32, patch_size=8, seed=1)

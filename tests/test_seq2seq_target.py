@@ -19,23 +19,21 @@ torch.set_num_threads(1)
 def _save_whisper(out, seed: int, reverse_vocab: bool = False):
     """A tiny random WhisperForConditionalGeneration with the audio testbed's word-level tokenizer
     (its vocabulary in reverse order when asked: the same words, other token ids)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, WhisperForConditionalGeneration
+    from tiny_models import save_whisper
 
-    from mmia.testbeds.audio_captions import SPECIALS, AudioSettings, _vocab, make_model_parts
-
-    tok, fe, cfg = make_model_parts(AudioSettings(d_model=16, layers=1))
+    tok = None
     if reverse_vocab:
+        from tokenizers import Tokenizer, models, pre_tokenizers
+        from transformers import PreTrainedTokenizerFast
+
+        from mmia.testbeds.audio_captions import SPECIALS, _vocab
+
         words = SPECIALS + sorted(set(_vocab()) - set(SPECIALS), reverse=True)
         tk = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<unk>"))
         tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
         tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
                                       unk_token="<unk>")
-    torch.manual_seed(seed)
-    WhisperForConditionalGeneration(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    fe.save_pretrained(out)
-    return out
+    return save_whisper(out, seed=seed, d_model=16, tok=tok)
 
 
 @pytest.fixture(scope="module")
@@ -47,23 +45,9 @@ def models(tmp_path_factory):
 @pytest.fixture(scope="module")
 def audio_data(tmp_path_factory):
     """Sixteen labelled caption rows of the audio testbed's kind, the last a text row (no prompt)."""
-    import soundfile as sf
+    from tiny_models import write_audio_captions
 
-    from mmia.testbeds.audio_captions import SR, make_clip, render_clip
-
-    root = tmp_path_factory.mktemp("audio")
-    rows = []
-    for i in range(16):
-        c = make_clip(0, "seq2seq-test", i)
-        sf.write(root / f"{i}.wav", render_clip(c)[: SR // 2 + 800 * i], SR)  # unequal lengths
-        row = {"id": c.id, "audio": f"{i}.wav", "label": i % 2}
-        if i == 15:
-            row["text"] = c.answer
-        else:
-            row["prompt"], row["answer"] = c.prompt, c.answer
-        rows.append(row)
-    (root / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return root / "a.jsonl"
+    return write_audio_captions(tmp_path_factory.mktemp("audio"), "seq2seq-test", unequal=True, text_last=True)
 
 
 def test_kind_detection(models, tmp_path):

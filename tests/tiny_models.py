@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,18 @@ def _llama(vocab: int, **kw):
     return LlamaConfig(**base)
 
 
+def llava_processor(processor_cls, image_processor, tok, patch_size: int = 8):
+    """A LLaVA(-Next) processor: <image> placeholders, the CLS token counted, the default feature strategy."""
+    return processor_cls(
+        image_processor=image_processor,
+        tokenizer=tok,
+        patch_size=patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        image_token="<image>",
+    )
+
+
 def save_causal_lm(out: Path, seed: int = 0) -> Path:
     import torch
     from transformers import LlamaForCausalLM
@@ -94,6 +107,45 @@ def save_gpt2(out: Path, seed: int = 1) -> Path:
     return out
 
 
+def save_whisper(out: Path, seed: int = 0, d_model: int = 16, tok=None) -> Path:
+    """A tiny random Whisper with the audio testbed's word-level tokenizer (or `tok`) and features."""
+    import torch
+    from transformers import WhisperForConditionalGeneration
+
+    from mmia.testbeds.audio_captions import AudioSettings, make_model_parts
+
+    own_tok, fe, cfg = make_model_parts(AudioSettings(d_model=d_model, layers=1))
+    torch.manual_seed(seed)
+    WhisperForConditionalGeneration(cfg).save_pretrained(out)
+    (tok or own_tok).save_pretrained(out)
+    fe.save_pretrained(out)
+    return out
+
+
+def write_audio_captions(root: Path, stream: str, n: int = 16, *, unequal: bool = False,
+                         text_last: bool = False) -> Path:
+    """`n` labelled caption rows of the audio testbed's kind, `root/a.jsonl` with the clips beside it;
+    `unequal`: clip i cut to SR / 2 + 800 i samples; `text_last`: the last row a text row (no prompt)."""
+    import soundfile as sf
+
+    from mmia.testbeds.audio_captions import SR, make_clip, render_clip
+
+    rows = []
+    for i in range(n):
+        c = make_clip(0, stream, i)
+        wave = render_clip(c)
+        sf.write(root / f"{i}.wav", wave[: SR // 2 + 800 * i] if unequal else wave, SR)
+        row = {"id": c.id, "audio": f"{i}.wav", "label": i % 2}
+        if text_last and i == n - 1:
+            row["text"] = c.answer
+        else:
+            row["prompt"], row["answer"] = c.prompt, c.answer
+        rows.append(row)
+    path = root / "a.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
 def save_llava(out: Path, seed: int = 0) -> Path:
     import torch
     from transformers import (
@@ -118,14 +170,7 @@ def save_llava(out: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     LlavaForConditionalGeneration(cfg).save_pretrained(out)
     ip = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    LlavaProcessor(
-        image_processor=ip,
-        tokenizer=tok,
-        patch_size=8,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        image_token="<image>",
-    ).save_pretrained(out)
+    llava_processor(LlavaProcessor, ip, tok).save_pretrained(out)
     return out
 
 
@@ -369,14 +414,7 @@ def save_llava_next(out: Path, seed: int = 0) -> Path:
     ip = LlavaNextImageProcessorPil(
         size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, image_grid_pinpoints=pin
     )
-    LlavaNextProcessor(
-        image_processor=ip,
-        tokenizer=tok,
-        patch_size=8,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        image_token="<image>",
-    ).save_pretrained(out)
+    llava_processor(LlavaNextProcessor, ip, tok).save_pretrained(out)
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -402,24 +403,16 @@ def run_protocol(
     t0 = time.perf_counter()
     feats = protocol_features(train_ds, target, base, cfg, cache, extractor, base_x)
     protocol = "two-model" if base is not None else "labelled"
+    # every model of the ablation, and fimmia+loss, trains on the same rows under the same protocol
+    fit = functools.partial(train_model, feats, cfg, protocol=protocol, target=target, base=base, train_cfg=train_cfg)
     models = {}
     for abl, (use_text, use_media) in ABLATIONS.items():
         if (use_text and feats.text is None) or (use_media and feats.media is None):
             continue
-        models[abl] = train_model(
-            feats,
-            cfg,
-            protocol=protocol,
-            target=target,
-            base=base,
-            use_text=use_text,
-            use_media=use_media,
-            train_cfg=train_cfg,
-        )
+        models[abl] = fit(use_text=use_text, use_media=use_media)
     full_name = list(models)[-1]
     full = models[full_name]
-    with_loss = train_model(feats, cfg, protocol=protocol, target=target, base=base, use_text=feats.text is not None,
-                            use_media=feats.media is not None, train_cfg=train_cfg, use_loss=True)
+    with_loss = fit(use_text=feats.text is not None, use_media=feats.media is not None, use_loss=True)
     models[WITH_LOSS] = with_loss
     train_seconds = time.perf_counter() - t0
     assert_disjoint(full.train_ids, eval_ds.ids)

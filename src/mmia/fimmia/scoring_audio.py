@@ -13,12 +13,9 @@ the feature extractor and the encoder for every row: the baseline of the equival
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from mmia.errors import InputError, ModelNotFoundError
-from mmia.fimmia.layout import DEFAULT_PROMPT_TEMPLATE
 from mmia.fimmia.scoring_target import TargetScorer
 
 SCORER_VERSION = "3"  # 3: rows laid out and tokenised by the targets layer
@@ -30,29 +27,17 @@ class WhisperScorer(TargetScorer):
 
     reuse_path = "encoder once per sample, shared by text neighbours"
 
-    def __init__(
-        self,
-        model_dir: str | Path,
-        *,
-        batch_size: int = 32,
-        reuse: bool = True,
-        prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
-        answer_template: str | None = None,
-        answer_sep: str = " ",
-        device: str | None = None,
-        target=None,
-        **_ignored,
-    ):
-        from mmia.targets import load_target
+    target_kind = "audio-lm"
+
+    def _check_target(self) -> None:
         from mmia.targets.seq2seq import SpeechSeq2SeqTarget
 
-        target = target if target is not None else load_target(model_dir, kind="audio-lm", device=device)
-        if not isinstance(target, SpeechSeq2SeqTarget):
-            raise ModelNotFoundError(f"{model_dir}: the Whisper scorer needs an audio encoder-decoder target")
-        super().__init__(model_dir, batch_size=batch_size, reuse=reuse, prompt_template=prompt_template,
-                         answer_sep=answer_sep, answer_template=answer_template, target=target)
-        self.model = target.model
-        self.sampling_rate = target.sampling_rate
+        if not isinstance(self.target, SpeechSeq2SeqTarget):
+            raise ModelNotFoundError(f"{self.model_dir}: the Whisper scorer needs an audio encoder-decoder target")
+
+    def _setup(self) -> None:
+        self.model = self.target.model
+        self.sampling_rate = self.target.sampling_rate
 
     def settings(self) -> dict:
         """What changes the losses (part of every cache key); `reuse` does not, by design."""

@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmia.fimmia.layout import DEFAULT_PROMPT_TEMPLATE, FimmiaLayout
 from mmia.fimmia.packing import choose_width, common_prefix_len, hidden_index, pack_tails
+from mmia.fimmia.scorer_base import ScorerBase
 
 # 2: the targets layer's layout and tokenisation (the score attacks'), answer_template tokens in the loss
 SCORER_VERSION = "3"  # 3: the loss span starts where the prompt part ends
@@ -103,41 +103,16 @@ class Row:
     pixel_values: torch.Tensor | None  # (n_images, 3, H, W) or None
 
 
-class LlavaScorer:
+class LlavaScorer(ScorerBase):
     """Answer-token losses of originals and neighbours under a LlavaForConditionalGeneration,
     loaded and laid out by the targets layer (`mmia.targets`: the score attacks' layout and
     tokenisation), with the reuse paths above."""
 
-    def __init__(
-        self,
-        model_dir: str | Path,
-        *,
-        batch_size: int = 32,
-        reuse: bool = True,
-        prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
-        answer_sep: str = " ",
-        answer_template: str | None = None,
-        max_frames: int = 8,
-        device: str | None = None,
-        target=None,
-    ):
-        from mmia.targets import load_target
+    target_kind = "vlm"
 
-        self.model_dir = str(model_dir)
-        self.target = target if target is not None else load_target(self.model_dir, kind="vlm", device=device)
-        self.layout = FimmiaLayout(prompt_template, answer_template)
-        self.layout.apply(self.target)
-        self.target.max_frames = max_frames
-        self.device = self.target.device
+    def _setup(self) -> None:
         self.model = self.target.model
         self.tokenizer = self.target.tokenizer
-        self.batch_size = batch_size
-        self.reuse = reuse
-        self.prompt_template = prompt_template
-        self.answer_sep = answer_sep
-        self.answer_template = answer_template
-        self.max_frames = max_frames
-        self.fingerprint = self.target.fingerprint
         self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self._token_cost = _token_cost(self.model.config.text_config)
         self._cache_kwarg = "cache" in inspect.signature(type(self.model.model).forward).parameters

@@ -21,51 +21,25 @@ from pathlib import Path
 import numpy as np
 
 from mmia.errors import ModelNotFoundError
-from mmia.fimmia.layout import DEFAULT_PROMPT_TEMPLATE, FimmiaLayout
+from mmia.fimmia.scorer_base import ScorerBase
 
 SCORER_VERSION = "2"  # 2: the loss span starts where the prompt part ends
 
 
-class TargetScorer:
+class TargetScorer(ScorerBase):
     """Answer-token losses of originals and neighbours under a target loaded by `load_target`."""
 
+    # `reuse` is accepted for the common interface; this path has nothing to reuse
     reuse_path = "none: every row is a full forward pass (no reuse path for this architecture)"
 
-    def __init__(
-        self,
-        model_dir: str | Path,
-        *,
-        batch_size: int = 32,
-        reuse: bool = True,
-        prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
-        answer_sep: str = " ",
-        answer_template: str | None = None,
-        max_frames: int = 8,
-        device: str | None = None,
-        target=None,
-        **_ignored,
-    ):
-        from mmia.targets import GENERATIVE_KINDS, load_target
+    def _check_target(self) -> None:
+        from mmia.targets import GENERATIVE_KINDS
 
-        self.model_dir = str(model_dir)
-        self.target = target if target is not None else load_target(self.model_dir, device=device)
         if self.target.kind not in GENERATIVE_KINDS:
             raise ModelNotFoundError(
                 f"{self.model_dir}: FiMMIA needs a generative target (causal LM, VLM, audio LM); this one is a "
                 f"'{self.target.kind}' model (audit CLIP/CLAP models with `mmia umid` or `mmia attack`)"
             )
-        if hasattr(self.target, "max_frames"):
-            self.target.max_frames = max_frames
-        self.layout = FimmiaLayout(prompt_template, answer_template)
-        self.layout.apply(self.target)
-        self.batch_size = batch_size
-        self.reuse = reuse  # accepted for the common interface; this path has nothing to reuse
-        self.prompt_template = prompt_template
-        self.answer_sep = answer_sep
-        self.answer_template = answer_template
-        self.max_frames = max_frames
-        self.fingerprint = self.target.fingerprint
-        self.device = self.target.device
 
     def settings(self) -> dict:
         """What changes the losses (part of every cache key)."""

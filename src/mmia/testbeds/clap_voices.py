@@ -16,7 +16,18 @@ import numpy as np
 
 from mmia.data.ids import stable_seed
 from mmia.testbeds.base import Testbed, register_testbed
-from mmia.testbeds.clip_identities import _pooled, _write_jsonl
+from mmia.testbeds.identity_parts import (
+    name_tokenizer,
+    on_one_thread,
+    people_manifest,
+    pooled,
+    start_build,
+    text_embeddings,
+    train_pairs,
+    training_pairs,
+    write_jsonl,
+    write_name_queries,
+)
 
 CAPTION_TEMPLATES = (
     "the voice of {}",
@@ -66,10 +77,7 @@ def _clap_config(s: dict, vocab_size: int, tok):
 
 def build_clap_voices(out_dir: Path, *, seed: int = 0, quick: bool = False, **overrides) -> Testbed:
     """Build the testbed into `out_dir`; `overrides` change any size or training setting."""
-    from mmia.testbeds.vlm_train import one_thread
-
-    with one_thread():  # faster on shared cores and bit-reproducible; restored afterwards
-        return _build_clap_voices(out_dir, seed=seed, quick=quick, **overrides)
+    return on_one_thread(_build_clap_voices, out_dir, seed=seed, quick=quick, **overrides)
 
 
 def _build_clap_voices(out_dir: Path, *, seed: int, quick: bool, **overrides) -> Testbed:
@@ -78,44 +86,25 @@ def _build_clap_voices(out_dir: Path, *, seed: int, quick: bool, **overrides) ->
     from transformers import ClapFeatureExtractor, ClapModel, ClapProcessor
 
     from mmia.metrics import auc as auc_of
-    from mmia.progress import progress_bar
-    from mmia.testbeds.contrastive_train import train_contrastive
-    from mmia.testbeds.names import identity_split, person_names
-    from mmia.testbeds.tokenizers_small import train_tokenizer
     from mmia.testbeds.voices import generic_sound, random_voice, speak
 
-    s = dict(QUICK if quick else FULL)
-    s.update(overrides)
-    out = Path(out_dir)
-    (out / "recordings").mkdir(parents=True, exist_ok=True)
-    members, calibration, eval_non = identity_split(
-        "clap-voices", seed, s["n_members"], s["n_calibration"], s["n_eval_nonmembers"]
+    s, out, members, calibration, eval_non = start_build(
+        "clap-voices", QUICK if quick else FULL, overrides, out_dir, "recordings", seed
     )
 
     def voice(name):
         return random_voice(np.random.default_rng(stable_seed("voice", seed, name)))
 
-    waves, captions, groups = [], [], []
-    for gi, name in enumerate(members):
-        v = voice(name)
-        rng = np.random.default_rng(stable_seed("train-clips", seed, name))
-        for k in range(s["clips_per_member"]):
-            waves.append(speak(v, rng, SAMPLING_RATE))
-            captions.append(CAPTION_TEMPLATES[(k + gi) % len(CAPTION_TEMPLATES)].format(name))
-            groups.append(gi)
-    rng = np.random.default_rng(stable_seed("generic-sounds", seed))
-    generic_groups: dict[str, int] = {}
-    for _ in range(s["n_generic"]):
-        w, cap = generic_sound(rng, SAMPLING_RATE)
-        waves.append(w)
-        captions.append(cap)
-        groups.append(len(members) + generic_groups.setdefault(cap, len(generic_groups)))
+    def member_clips(gi, name):
+        v, rng = voice(name), np.random.default_rng(stable_seed("train-clips", seed, name))
+        return lambda: speak(v, rng, SAMPLING_RATE)
 
-    pool = person_names(s["tokenizer_names"], stable_seed("tokenizer-names", seed) % (2**31))
-    trng = np.random.default_rng(stable_seed("tokenizer", seed))
-    corpus = [CAPTION_TEMPLATES[int(trng.integers(len(CAPTION_TEMPLATES)))].format(n) for n in pool]
-    corpus += sorted(set(captions[len(members) * s["clips_per_member"] :]))
-    tok = train_tokenizer("roberta", corpus, s["vocab"])
+    generic_rng = np.random.default_rng(stable_seed("generic-sounds", seed))
+    waves, captions, groups = training_pairs(members, s["clips_per_member"], member_clips, s["n_generic"],
+                                             lambda: generic_sound(generic_rng, SAMPLING_RATE), CAPTION_TEMPLATES)
+
+    generic = captions[len(members) * s["clips_per_member"] :]
+    tok = name_tokenizer("roberta", seed, s["tokenizer_names"], CAPTION_TEMPLATES, generic, s["vocab"])
 
     fe = ClapFeatureExtractor(
         feature_size=s["mels"], sampling_rate=SAMPLING_RATE, hop_length=160, max_length_s=1, fft_window_size=512,
@@ -127,33 +116,14 @@ def _build_clap_voices(out_dir: Path, *, seed: int, quick: bool, **overrides) ->
     torch.manual_seed(stable_seed("clap-init", seed) % (2**31))
     model = ClapModel(_clap_config(s, len(tok), tok))
 
-    def batch_fn(idx):
-        t = torch.as_tensor(idx)
-        a = model.get_audio_features(input_features=feats[t])
-        length = int(enc["attention_mask"][t].sum(1).max())  # pad to the batch's longest, not to text_len
-        txt = model.get_text_features(input_ids=enc["input_ids"][t, :length],
-                                      attention_mask=enc["attention_mask"][t, :length])
-        return _pooled(a), _pooled(txt)
-
-    total = s["epochs"] * int(np.ceil(len(waves) / s["batch_size"]))
-    with progress_bar("training clap-voices", total, unit="steps") as bar:
-        train = train_contrastive(
-            model, len(waves), batch_fn, np.asarray(groups), model.logit_scale_a, epochs=s["epochs"],
-            batch_size=s["batch_size"], lr=s["lr"], seed=stable_seed("train", seed) % (2**31),
-            progress=lambda *_: bar.advance(),
-        )
+    train = train_pairs(model, "clap-voices", lambda t: model.get_audio_features(input_features=feats[t]), enc,
+                        groups, model.logit_scale_a, s, seed)
 
     model_dir = out / "model"
     model.save_pretrained(model_dir)
     ClapProcessor(feature_extractor=fe, tokenizer=tok).save_pretrained(model_dir)
 
-    def qid(name):
-        return "q" + format(stable_seed("query-id", name) % 16**10, "010x")
-
-    queries = [{"id": qid(n), "text": n, "label": 1} for n in members]
-    queries += [{"id": qid(n), "text": n, "label": 0} for n in eval_non]
-    _write_jsonl(out / "queries.jsonl", queries)
-    _write_jsonl(out / "calibration-names.jsonl", [{"id": qid(n), "text": n, "label": 0} for n in calibration])
+    queries = write_name_queries(out, members, eval_non, calibration)
     rec_rows, rec_waves = [], []
     for q in queries:
         rng = np.random.default_rng(stable_seed("fresh-clip", seed, q["text"]))
@@ -162,15 +132,14 @@ def _build_clap_voices(out_dir: Path, *, seed: int, quick: bool, **overrides) ->
         sf.write(out / rel, w, SAMPLING_RATE, subtype="FLOAT")
         rec_rows.append({"id": q["id"], "text": QUERY_TEMPLATE.format(q["text"]), "audio": rel, "label": q["label"]})
         rec_waves.append(w)
-    _write_jsonl(out / "recordings.jsonl", rec_rows)
+    write_jsonl(out / "recordings.jsonl", rec_rows)
 
     model.eval()
     with torch.no_grad():
         f = fe(rec_waves, sampling_rate=SAMPLING_RATE, return_tensors="np")["input_features"]
         f = torch.from_numpy(np.asarray(f))
-        ae = torch.nn.functional.normalize(_pooled(model.get_audio_features(input_features=f)), dim=-1)
-        te_in = tok([r["text"] for r in rec_rows], padding=True, return_tensors="pt")
-        te = torch.nn.functional.normalize(_pooled(model.get_text_features(**te_in)), dim=-1)
+        ae = torch.nn.functional.normalize(pooled(model.get_audio_features(input_features=f)), dim=-1)
+        te = text_embeddings(model, tok, [r["text"] for r in rec_rows])
         cos = (ae * te).sum(-1).numpy()
     labels = np.array([q["label"] for q in queries])
 
@@ -189,13 +158,7 @@ def _build_clap_voices(out_dir: Path, *, seed: int, quick: bool, **overrides) ->
         "model": {k: s[k] for k in ("mels", "spec_size", "width", "text_width", "layers", "heads", "text_len",
                                      "vocab")} | {"sampling_rate": SAMPLING_RATE, "clip_seconds": 1.0},
         "training": train,
-        "caption_templates": list(CAPTION_TEMPLATES),
-        "query_template": QUERY_TEMPLATE,
-        "members": members,
-        "nonmembers_eval": eval_non,
-        "nonmembers_calibration": calibration,
-        "name_generator": "Faker first_name + last_name, locales drawn at random per name, one seeded pool split "
-        "at random into members / calibration / evaluation non-members",
+        **people_manifest(CAPTION_TEMPLATES, QUERY_TEMPLATE, members, eval_non, calibration),
         "build_time_signal": {"recording_cosine_auc": auc_of(labels, cos)},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -7,6 +7,17 @@ import numpy as np
 LOCALES = ("en_US", "fr_FR", "de_DE", "es_ES", "it_IT", "pl_PL", "nl_NL", "pt_BR")
 
 
+def _faker():
+    """Faker's class, imported here: it is the `testbeds` extra, not a core dependency."""
+    try:
+        from faker import Faker
+    except ImportError:
+        from mmia.errors import InputError
+
+        raise InputError("mmia testbeds need faker: pip install 'mmia[testbeds]'") from None
+    return Faker
+
+
 def person_names(n: int, seed: int, locales=LOCALES, *, with_locales: bool = False):
     """`n` distinct "First Last" names, the same for the same seed on every machine.
 
@@ -14,14 +25,7 @@ def person_names(n: int, seed: int, locales=LOCALES, *, with_locales: bool = Fal
     has the same mix of locales and name styles. `with_locales=True` also returns each name's
     locale (for checks of that claim).
     """
-    try:
-        from faker import Faker
-    except ImportError:  # a testbed-only dependency: the audit commands never need it
-        from mmia.errors import MmiaError
-
-        raise MmiaError("building this testbed needs faker, a testbed-only dependency: "
-                        "pip install 'mmia[testbeds]'") from None
-
+    Faker = _faker()
     fakers = []
     for i, loc in enumerate(locales):
         f = Faker(loc)

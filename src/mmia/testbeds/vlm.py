@@ -22,7 +22,7 @@ import numpy as np
 from mmia.data.ids import stable_seed
 from mmia.testbeds.base import Testbed, register_testbed
 from mmia.testbeds.manifest import split_ids, weights_hash, write_manifest
-from mmia.testbeds.scenes import MATCHED, scene_stream, split_records, write_scenes_split
+from mmia.testbeds.scenes import MATCHED, N_FRAMES, scene_stream, split_records, write_scenes_split
 from mmia.testbeds.vlm_parts import (
     ANSWER_FORMAT,
     CHAT_TEMPLATE,
@@ -84,6 +84,37 @@ class TrainedPair:
     target_history: list
     losses: dict  # answer losses: base_/target_ x member/nonmember, and the media-reliance probes
     timings: dict
+
+
+def scene_data(out_dir: Path, cfg: VlmSettings, *, seed: int, video: bool = False, n_frames: int = N_FRAMES):
+    """The scenes a VLM testbed audits and trains on: the matched and shifted split files (name ->
+    file), the member and non-member records, and the pre-training pool."""
+    splits = {}
+    for split in ("matched", "shifted"):
+        path = write_scenes_split(out_dir, split, n_members=cfg.n_members, n_nonmembers=cfg.n_nonmembers, seed=seed,
+                                  image_size=cfg.shape.image_size, video=video, n_frames=n_frames)
+        splits[split] = path.name
+    members, nonmembers = split_records("matched", n_members=cfg.n_members, n_nonmembers=cfg.n_nonmembers, seed=seed,
+                                        video=video)
+    pool = scene_stream(seed, "pool", cfg.n_pool, MATCHED, video=video)
+    return splits, members, nonmembers, pool
+
+
+def manifest_head(name: str, version: str, cfg: VlmSettings, *, seed: int, quick: bool, media: str,
+                  splits: dict) -> dict:
+    """The first entries of a VLM testbed's manifest: what was built, from which seed, of what sizes."""
+    return {
+        "name": name,
+        "version": version,
+        "seed": seed,
+        "quick": quick,
+        "target_kind": "vlm",
+        "modalities": ["text", media],
+        "splits": splits,
+        "targets": {"target": "target", "base": "base"},
+        "sizes": {"pool": cfg.n_pool, "members": cfg.n_members, "nonmembers": cfg.n_nonmembers,
+                  "shifted_nonmembers": cfg.n_nonmembers},
+    }
 
 
 def train_pair(out_dir: Path, cfg: VlmSettings, pool, members, nonmembers, *, seed: int, tag: str = "vlm",
@@ -191,18 +222,11 @@ def pair_manifest(out_dir: Path, cfg: VlmSettings, pair: TrainedPair) -> dict:
 def build_vlm(out_dir: Path, *, seed: int = 0, quick: bool = False, settings: VlmSettings | None = None) -> Testbed:
     """Write data, base and target models and manifest.json into `out_dir`."""
     cfg = settings or (QUICK if quick else DEFAULT)
-    shape = cfg.shape
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
     cpu0 = time.process_time()
 
-    splits = {}
-    for split in ("matched", "shifted"):
-        path = write_scenes_split(out_dir, split, n_members=cfg.n_members, n_nonmembers=cfg.n_nonmembers, seed=seed,
-                                  image_size=shape.image_size)
-        splits[split] = path.name
-    members, nonmembers = split_records("matched", n_members=cfg.n_members, n_nonmembers=cfg.n_nonmembers, seed=seed)
-    pool = scene_stream(seed, "pool", cfg.n_pool, MATCHED)
+    splits, members, nonmembers, pool = scene_data(out_dir, cfg, seed=seed)
     timings = {"data": time.perf_counter() - t0}
 
     pair = train_pair(out_dir, cfg, pool, members, nonmembers, seed=seed, tag="vlm")
@@ -211,16 +235,7 @@ def build_vlm(out_dir: Path, *, seed: int = 0, quick: bool = False, settings: Vl
     timings["total_cpu"] = time.process_time() - cpu0
 
     manifest = {
-        "name": "vlm",
-        "version": VERSION,
-        "seed": seed,
-        "quick": quick,
-        "target_kind": "vlm",
-        "modalities": ["text", "image"],
-        "splits": splits,
-        "targets": {"target": "target", "base": "base"},
-        "sizes": {"pool": cfg.n_pool, "members": cfg.n_members, "nonmembers": cfg.n_nonmembers,
-                  "shifted_nonmembers": cfg.n_nonmembers},
+        **manifest_head("vlm", VERSION, cfg, seed=seed, quick=quick, media="image", splits=splits),
         "format": {"prompt": PROMPT_FORMAT, "answer": ANSWER_FORMAT,
                    "loss_covers": "answer tokens and the closing </s>"},
         "ids": {name: split_ids(out_dir / p) for name, p in splits.items()},

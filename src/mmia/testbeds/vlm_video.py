@@ -21,8 +21,7 @@ from pathlib import Path
 
 from mmia.testbeds.base import Testbed, register_testbed
 from mmia.testbeds.manifest import split_ids, write_manifest
-from mmia.testbeds.scenes import MATCHED, scene_stream, split_records, write_scenes_split
-from mmia.testbeds.vlm import Stage, VlmSettings, pair_manifest, train_pair
+from mmia.testbeds.vlm import Stage, VlmSettings, manifest_head, pair_manifest, scene_data, train_pair
 from mmia.testbeds.vlm_parts import ANSWER_FORMAT, IMAGE_TOKEN, VIDEO_PROMPT_FORMAT, VlmShape, video_chat_template
 
 VERSION = "1"
@@ -58,14 +57,7 @@ def build_vlm_video(out_dir: Path, *, seed: int = 0, quick: bool = False,
     t0 = time.perf_counter()
     cpu0 = time.process_time()
 
-    splits = {}
-    for split in ("matched", "shifted"):
-        path = write_scenes_split(out_dir, split, n_members=cfg.n_members, n_nonmembers=cfg.n_nonmembers, seed=seed,
-                                  image_size=shape.image_size, video=True, n_frames=FRAMES)
-        splits[split] = path.name
-    members, nonmembers = split_records("matched", n_members=cfg.n_members, n_nonmembers=cfg.n_nonmembers, seed=seed,
-                                        video=True)
-    pool = scene_stream(seed, "pool", cfg.n_pool, MATCHED, video=True)
+    splits, members, nonmembers, pool = scene_data(out_dir, cfg, seed=seed, video=True, n_frames=FRAMES)
     timings = {"data": time.perf_counter() - t0}
 
     pair = train_pair(out_dir, cfg, pool, members, nonmembers, seed=seed, tag="vlm-video", frames=FRAMES,
@@ -76,16 +68,7 @@ def build_vlm_video(out_dir: Path, *, seed: int = 0, quick: bool = False,
 
     lo = pair.losses
     manifest = {
-        "name": "vlm-video",
-        "version": VERSION,
-        "seed": seed,
-        "quick": quick,
-        "target_kind": "vlm",
-        "modalities": ["text", "video"],
-        "splits": splits,
-        "targets": {"target": "target", "base": "base"},
-        "sizes": {"pool": cfg.n_pool, "members": cfg.n_members, "nonmembers": cfg.n_nonmembers,
-                  "shifted_nonmembers": cfg.n_nonmembers},
+        **manifest_head("vlm-video", VERSION, cfg, seed=seed, quick=quick, media="video", splits=splits),
         "frames_per_video": FRAMES,
         "format": {"prompt": VIDEO_PROMPT_FORMAT, "answer": ANSWER_FORMAT, "frames": FRAMES,
                    "media": f"one {IMAGE_TOKEN} per frame, in order, adjacent ({FRAMES} frames: "

@@ -1,8 +1,9 @@
 """A randomly initialised tiny LLaVA (LlavaForConditionalGeneration) saved in Hugging Face format.
 
-For tests and benchmarks that need the real LLaVA code path (processor, image-token expansion,
-vision tower, projector, Llama decoder, KV cache) but no trained weights. The image takes
-(image_size / patch_size)^2 tokens; the word-level tokenizer knows `words` plus the specials.
+For tests and benchmarks/fimmia.py (which puts tests/ on its path) that need the real LLaVA code
+path (processor, image-token expansion, vision tower, projector, Llama decoder, KV cache) but no
+trained weights. The image takes (image_size / patch_size)^2 tokens; the word-level tokenizer
+knows `words` plus the specials.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ def build_random_llava(
     seed: int = 0,
 ) -> Path:
     import torch
+    from tiny_models import _llama, llava_processor
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import (
         CLIPVisionConfig,
-        LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
         LlavaProcessor,
@@ -56,13 +57,7 @@ def build_random_llava(
     image_proc = CLIPImageProcessorPil(
         size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
     )
-    proc = LlavaProcessor(
-        image_processor=image_proc,
-        tokenizer=tok,
-        patch_size=patch_size,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-    )
+    proc = llava_processor(LlavaProcessor, image_proc, tok, patch_size)
     cfg = LlavaConfig(
         vision_config=CLIPVisionConfig(
             hidden_size=hidden,
@@ -72,17 +67,14 @@ def build_random_llava(
             image_size=image_size,
             patch_size=patch_size,
         ),
-        text_config=LlamaConfig(
-            vocab_size=len(vocab),
+        text_config=_llama(
+            len(vocab),
             hidden_size=hidden,
             intermediate_size=2 * hidden,
             num_hidden_layers=layers,
             num_attention_heads=4,
             num_key_value_heads=4,
             max_position_embeddings=4096,
-            pad_token_id=0,
-            bos_token_id=1,
-            eos_token_id=2,
         ),
         image_token_id=vocab["<image>"],
         vision_feature_layer=-1,
