@@ -93,7 +93,7 @@ def main() -> None:
     from mmia.attacks.runner import score_samples
     from mmia.cache import Cache
     from mmia.data import load_dataset
-    from mmia.engine.generative import length_order
+    from mmia.engine.run_generative import length_order
     from mmia.targets import load_target
 
     progress.set_quiet(True)

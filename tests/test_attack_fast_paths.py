@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from tiny_models import tiny_dir  # noqa: F401  (fixture)
 
-from mmia.attacks import scoring as S
+from mmia.attacks import score_functions as S
 from mmia.attacks.records import SampleRecord
 from mmia.attacks.runner import select_attacks
 from mmia.data import load_dataset

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmia.attacks import scoring as S
+from mmia.attacks import score_functions as S
 from mmia.attacks.records import SampleRecord, slice_rows, values
 from mmia.attacks.registry import get_attack, list_attacks
 from mmia.data.schema import Sample

@@ -14,8 +14,8 @@ from tiny_models import tiny_dir  # noqa: F401  (fixture)
 from mmia.cache import Cache
 from mmia.data import load_dataset
 from mmia.engine import EngineCounts, iter_token_stats
-from mmia.engine.generative import length_order
 from mmia.engine.packing import token_batches
+from mmia.engine.run_generative import length_order
 from mmia.targets import load_target
 from mmia.targets.token_stats import STAT_NAMES
 

@@ -184,7 +184,7 @@ def test_two_model_with_loss_variant_and_one_media_encoder(llava, data, tmp_path
 def test_original_loss_equals_engine_answer_loss(llava, data):
     """FiMMIA's loss of an original sample is the score attacks' engine's answer loss."""
     from mmia.data import load_dataset
-    from mmia.engine.generative import answer_losses
+    from mmia.engine.run_generative import answer_losses
     from mmia.fimmia.scoring_llava import LlavaScorer
     from mmia.perturb.neighbours import decode_media
     from mmia.targets import load_target

@@ -11,7 +11,7 @@ import torch
 from tiny_models import fimmia_train_then_score, tiny_dir, write_media_dataset  # noqa: F401  (fixture)
 
 from mmia.data import load_dataset
-from mmia.engine.generative import answer_losses
+from mmia.engine.run_generative import answer_losses
 from mmia.fimmia.scoring_target import TargetScorer
 from mmia.perturb import NeighbourConfig, NeighbourMaker
 from mmia.perturb.neighbours import decode_media

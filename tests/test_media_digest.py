@@ -6,7 +6,7 @@ import shutil
 from types import SimpleNamespace
 
 from mmia.data.ids import media_digest
-from mmia.engine.generative import content_tag
+from mmia.engine.run_generative import content_tag
 
 
 def _sample(image=None, video=None):

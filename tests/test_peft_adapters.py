@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from mmia.cli import app
 from mmia.data import load_dataset
-from mmia.engine.generative import answer_losses
+from mmia.engine.run_generative import answer_losses
 from mmia.errors import InputError, ModelNotFoundError
 from mmia.targets import detect_kind, load_target
 from mmia.targets.peft_adapter import is_adapter_dir

@@ -104,7 +104,7 @@ def test_unknown_tokens_are_scored_as_answer_text(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     from mmia.data.schema import Sample
-    from mmia.engine.generative import answer_losses
+    from mmia.engine.run_generative import answer_losses
 
     words = ["<pad>", "<s>", "</s>", "<unk>", "describe", "the", "sound", "a", "long", "hum"]
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))

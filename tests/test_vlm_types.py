@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from mmia.cli import app
 from mmia.data import load_dataset
-from mmia.engine.generative import answer_losses
+from mmia.engine.run_generative import answer_losses
 from mmia.targets import load_target
 
 torch.set_num_threads(1)

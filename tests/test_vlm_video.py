@@ -96,7 +96,7 @@ def test_score_engine_reads_video_rows_as_frames(vv):
     from dataclasses import replace
 
     from mmia.data import load_dataset
-    from mmia.engine.generative import answer_losses
+    from mmia.engine.run_generative import answer_losses
     from mmia.targets import load_target
     from mmia.targets.base import IMAGE
 

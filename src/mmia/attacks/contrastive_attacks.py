@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from mmia.attacks import scoring as S
+from mmia.attacks import score_functions as S
 from mmia.attacks.records import SampleRecord
 from mmia.attacks.registry import register_attack
 

@@ -2,7 +2,7 @@
 
 Each entry point maps one sample's record (token statistics of the target, and where needed of
 the lowercased text or of a reference model) to a dict {column suffix: score}; "" is the
-attack's own column. The arithmetic lives in `mmia.attacks.scoring` (pure, known-answer tested).
+attack's own column. The arithmetic lives in `mmia.attacks.score_functions` (pure, known-answer tested).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from mmia.attacks import scoring as S
+from mmia.attacks import score_functions as S
 from mmia.attacks.records import SampleRecord, slice_text, slice_values, sorted_values
 from mmia.attacks.registry import register_attack
 from mmia.targets.base import GENERATIVE_KINDS

@@ -9,8 +9,8 @@ runner's `score_samples` (which streams these) over blocks of rows on Ray Data a
 handling is in `mmia.engine.ray_cluster`.
 """
 
-from mmia.engine.contrastive import embed_rows, iter_embeddings
-from mmia.engine.generative import EngineCounts, answer_losses, iter_token_stats, score_rows, stats_key
+from mmia.engine.run_contrastive import embed_rows, iter_embeddings
+from mmia.engine.run_generative import EngineCounts, answer_losses, iter_token_stats, score_rows, stats_key
 
 __all__ = ["EngineCounts", "answer_losses", "embed_rows", "iter_embeddings", "iter_token_stats", "score_rows",
            "stats_key"]

@@ -126,7 +126,7 @@ def train_pair(out_dir: Path, cfg: VlmSettings, pool, members, nonmembers, *, se
     """
     from transformers import LlavaForConditionalGeneration
 
-    from mmia.testbeds.vlm_train import answer_losses, encode, one_thread, pretrain_vision, seed_torch, train_lm
+    from mmia.testbeds.vlm_train import encode, one_thread, pretrain_vision, seed_torch, train_answer_losses, train_lm
 
     shape = cfg.shape
     timings: dict[str, float] = {}
@@ -157,14 +157,14 @@ def train_pair(out_dir: Path, cfg: VlmSettings, pool, members, nonmembers, *, se
         t = time.perf_counter()
         member_data = encode(processor, members, shape.image_size, frames=frames)
         nonmember_data = encode(processor, nonmembers, shape.image_size, frames=frames)
-        losses = {"base_member": answer_losses(model, member_data),
-                  "base_nonmember": answer_losses(model, nonmember_data)}
+        losses = {"base_member": train_answer_losses(model, member_data),
+                  "base_nonmember": train_answer_losses(model, nonmember_data)}
         # Does the model look at the media? The same answers with other samples' images (clips).
         perm = np.random.default_rng(stable_seed(f"{tag}-shuffle", seed)).permutation(len(nonmember_data))
-        losses["base_shuffled"] = answer_losses(
+        losses["base_shuffled"] = train_answer_losses(
             model, replace(nonmember_data, pixel_values=nonmember_data.pixel_values[perm]))
         if frames is not None:  # and at the order of the frames? The same clips played backwards.
-            losses["base_reversed"] = answer_losses(
+            losses["base_reversed"] = train_answer_losses(
                 model, replace(nonmember_data, pixel_values=nonmember_data.pixel_values.flip(1)))
         target_hist = train_lm(model, member_data, epochs=cfg.target.epochs, lr=cfg.target.lr,
                                batch=cfg.target.batch, seed=stable_seed(f"{tag}-target", seed), desc="target model")
@@ -174,8 +174,8 @@ def train_pair(out_dir: Path, cfg: VlmSettings, pool, members, nonmembers, *, se
         # Build-time member signal on the matched split: the loss attack (lower loss = member), and
         # the same calibrated by the base model (reference attack), on samples no model trained on.
         t = time.perf_counter()
-        losses["target_member"] = answer_losses(model, member_data)
-        losses["target_nonmember"] = answer_losses(model, nonmember_data)
+        losses["target_member"] = train_answer_losses(model, member_data)
+        losses["target_nonmember"] = train_answer_losses(model, nonmember_data)
         timings["signal"] = time.perf_counter() - t
     return TrainedPair(model, vision_acc, base_hist, target_hist, losses, timings)
 

@@ -244,7 +244,7 @@ def train_lm(model, data: Encoded, *, epochs: int, lr: float, batch: int, seed: 
     return history
 
 
-def answer_losses(model, data: Encoded, batch: int = 64) -> np.ndarray:
+def train_answer_losses(model, data: Encoded, batch: int = 64) -> np.ndarray:
     """Mean negative log-likelihood of each sample's answer tokens (the loss attack's statistic)."""
     import torch
 

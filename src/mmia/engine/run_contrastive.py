@@ -9,7 +9,7 @@ import numpy as np
 
 from mmia.cache import Cache, make_key
 from mmia.engine.augment import augmentations
-from mmia.engine.generative import EngineCounts, content_tag, length_order
+from mmia.engine.run_generative import EngineCounts, content_tag, length_order
 from mmia.errors import InputError
 
 EMBED_VERSION = "1"
