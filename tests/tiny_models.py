@@ -272,33 +272,20 @@ def save_qwen2audio(out: Path, seed: int = 0) -> Path:
     return out
 
 
+def _towers(vocab_size: int, **text) -> dict:
+    """The text and vision towers of the tiny CLIP and SigLIP: 1 layer, width 32, 32 px images."""
+    layer = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+    ids = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    return dict(text_config=dict(vocab_size=vocab_size, **ids, **layer, **text),
+                vision_config=dict(**layer, image_size=32, patch_size=8))
+
+
 def save_clip(out: Path, seed: int = 0) -> Path:
     import torch
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
 
     tok = make_tokenizer(add_eos=True)
-    cfg = CLIPConfig(
-        text_config=dict(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            max_position_embeddings=64,
-            bos_token_id=1,
-            eos_token_id=2,
-            pad_token_id=0,
-        ),
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
-        ),
-        projection_dim=16,
-    )
+    cfg = CLIPConfig(**_towers(len(tok), max_position_embeddings=64), projection_dim=16)
     torch.manual_seed(seed)
     CLIPModel(cfg).save_pretrained(out)
     ip = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
@@ -311,28 +298,7 @@ def save_siglip(out: Path, seed: int = 0) -> Path:
     from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel, SiglipProcessor
 
     tok = make_tokenizer(add_eos=True)
-    cfg = SiglipConfig(
-        text_config=dict(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            max_position_embeddings=16,
-            pad_token_id=0,
-            bos_token_id=1,
-            eos_token_id=2,
-            projection_size=32,
-        ),
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
-        ),
-    )
+    cfg = SiglipConfig(**_towers(len(tok), max_position_embeddings=16, projection_size=32))
     torch.manual_seed(seed)
     SiglipModel(cfg).save_pretrained(out)
     ip = SiglipImageProcessorPil(size={"height": 32, "width": 32})
