@@ -146,32 +146,28 @@ def write_audio_captions(root: Path, stream: str, n: int = 16, *, unequal: bool 
     return path
 
 
-def save_llava(out: Path, seed: int = 0) -> Path:
+def _save_llava_like(out: Path, seed: int, config_cls, model_cls, processor_cls, image_processor, **config) -> Path:
+    """A tiny LLaVA of either generation: one tokenizer, CLIP vision tower and Llama text config."""
     import torch
-    from transformers import (
-        CLIPImageProcessorPil,
-        CLIPVisionConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-    )
+    from transformers import CLIPVisionConfig
 
     tok = make_tokenizer(extra_specials=["<image>"], extra={"image_token": "<image>"})
     vc = CLIPVisionConfig(
         hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8
     )
-    cfg = LlavaConfig(
-        vision_config=vc,
-        text_config=_llama(len(tok)),
-        image_token_index=tok.image_token_id,
-        vision_feature_layer=-1,
-        vision_feature_select_strategy="default",
-    )
+    cfg = config_cls(vision_config=vc, text_config=_llama(len(tok)), image_token_index=tok.image_token_id,
+                     vision_feature_layer=-1, vision_feature_select_strategy="default", **config)
     torch.manual_seed(seed)
-    LlavaForConditionalGeneration(cfg).save_pretrained(out)
-    ip = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    llava_processor(LlavaProcessor, ip, tok).save_pretrained(out)
+    model_cls(cfg).save_pretrained(out)
+    llava_processor(processor_cls, image_processor, tok).save_pretrained(out)
     return out
+
+
+def save_llava(out: Path, seed: int = 0) -> Path:
+    from transformers import CLIPImageProcessorPil, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    ip = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return _save_llava_like(out, seed, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor, ip)
 
 
 def _save_qwen_vl(out: Path, seed: int, config_cls, model_cls, vision: dict) -> Path:
@@ -353,35 +349,19 @@ def save_clap(out: Path, seed: int = 0) -> Path:
 
 # Vision-language types beyond LLaVA and Qwen2-VL (tests/test_vlm_types.py).
 def save_llava_next(out: Path, seed: int = 0) -> Path:
-    import torch
     from transformers import (
-        CLIPVisionConfig,
         LlavaNextConfig,
         LlavaNextForConditionalGeneration,
         LlavaNextImageProcessorPil,
         LlavaNextProcessor,
     )
 
-    tok = make_tokenizer(extra_specials=["<image>"], extra={"image_token": "<image>"})
-    vc = CLIPVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8
-    )
     pin = [[32, 32], [32, 64], [64, 32]]
-    cfg = LlavaNextConfig(
-        vision_config=vc,
-        text_config=_llama(len(tok)),
-        image_token_index=tok.convert_tokens_to_ids("<image>"),
-        vision_feature_layer=-1,
-        vision_feature_select_strategy="default",
-        image_grid_pinpoints=pin,
-    )
-    torch.manual_seed(seed)
-    LlavaNextForConditionalGeneration(cfg).save_pretrained(out)
     ip = LlavaNextImageProcessorPil(
         size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, image_grid_pinpoints=pin
     )
-    llava_processor(LlavaNextProcessor, ip, tok).save_pretrained(out)
-    return out
+    return _save_llava_like(out, seed, LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextProcessor, ip,
+                            image_grid_pinpoints=pin)
 
 
 def save_qwen2_5_vl(out: Path, seed: int = 0) -> Path:
