@@ -34,11 +34,11 @@ def build(root: Path, n: int) -> tuple[Path, Path]:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from mmia.testbeds.vlm_parts import train_tokenizer
+    from mmia.testbeds.tokenizers_small import train_tokenizer
 
     rng = np.random.default_rng(0)
     texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(12, 60)))) for _ in range(n)]
-    tok = train_tokenizer(texts, vocab_size=2000)
+    tok = train_tokenizer("llava", texts, vocab_size=2000)
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=256, intermediate_size=512, num_hidden_layers=4,
                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,

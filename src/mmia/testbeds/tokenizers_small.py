@@ -1,8 +1,9 @@
-"""Small BPE tokenizers for testbed models, trained on a neutral corpus.
+"""Small BPE tokenizers for testbed models, all trained here (`train_tokenizer`).
 
-The corpus holds caption templates and a large pool of names drawn from the same generator as
-the testbed's people but with another seed, so member and non-member names are tokenised
-alike (a vocabulary learned from member names alone would itself leak membership).
+The contrastive testbeds' are trained on a neutral corpus: it holds caption templates and a
+large pool of names drawn from the same generator as the testbed's people but with another seed,
+so member and non-member names are tokenised alike (a vocabulary learned from member names
+alone would itself leak membership).
 
 The CLIP tokenizer's merges are learned here, not by the `tokenizers` trainer: with CLIP's
 end-of-word suffix that trainer numbers the suffixed characters in hash-map order, which changes
@@ -20,9 +21,12 @@ SUFFIX = "</w>"
 
 
 def train_tokenizer(kind: str, corpus: list[str], vocab_size: int):
-    """A CLIPTokenizer ("clip") or RobertaTokenizer ("roberta", for CLAP) trained on `corpus`."""
+    """A CLIPTokenizer ("clip"), RobertaTokenizer ("roberta", for CLAP) or the vlm testbed's
+    byte-level BPE fast tokenizer ("llava") trained on `corpus`."""
     if kind == "clip":
         return _train_clip(corpus, vocab_size)
+    if kind == "llava":
+        return _train_llava(corpus, vocab_size)
     if kind == "roberta":
         from transformers import RobertaTokenizer
 
@@ -96,3 +100,35 @@ def bpe_merges(words: Counter[str] | dict[str, int], n_merges: int, suffix: str 
             else:
                 stats.pop(p, None)
     return merges
+
+
+def _train_llava(corpus: list[str], vocab_size: int):
+    """Byte-level BPE with the vlm testbed's specials (`<s>` first, the image token), as a fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from mmia.testbeds.vlm_parts import IMAGE_TOKEN, SPECIAL_TOKENS
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus, trainer=trainer)
+    bos = tok.token_to_id("<s>")
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[
+        ("<s>", bos)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        extra_special_tokens={"image_token": IMAGE_TOKEN},
+        padding_side="right",
+        model_max_length=512,
+    )

@@ -23,6 +23,7 @@ from mmia.data.ids import stable_seed
 from mmia.testbeds.base import Testbed, register_testbed
 from mmia.testbeds.manifest import split_ids, weights_hash, write_manifest
 from mmia.testbeds.scenes import MATCHED, N_FRAMES, scene_stream, split_records, write_scenes_split
+from mmia.testbeds.tokenizers_small import train_tokenizer
 from mmia.testbeds.vlm_parts import (
     ANSWER_FORMAT,
     CHAT_TEMPLATE,
@@ -30,7 +31,6 @@ from mmia.testbeds.vlm_parts import (
     VlmShape,
     make_config,
     make_processor,
-    train_tokenizer,
 )
 
 VERSION = "1"
@@ -133,7 +133,7 @@ def train_pair(out_dir: Path, cfg: VlmSettings, pool, members, nonmembers, *, se
     with one_thread():
         t = time.perf_counter()
         # The tokenizer learns from the pool only, as a real one learns from pretraining text.
-        tokenizer = train_tokenizer([r.prompt + "\n" + r.answer for r in pool], shape.vocab_size)
+        tokenizer = train_tokenizer("llava", [r.prompt + "\n" + r.answer for r in pool], shape.vocab_size)
         processor = make_processor(tokenizer, shape, chat_template)
         config = make_config(tokenizer, shape)
 

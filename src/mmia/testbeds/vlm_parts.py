@@ -7,7 +7,6 @@ loads with `AutoProcessor` and `AutoModelForImageTextToText` like any LLaVA chec
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 IMAGE_TOKEN = "<image>"
@@ -92,36 +91,6 @@ def prompt_text(prompt: str, frames: int | None = None) -> str:
 
 def full_text(prompt: str, answer: str, frames: int | None = None) -> str:
     return prompt_text(prompt, frames) + ANSWER_FORMAT.format(answer=answer)
-
-
-def train_tokenizer(texts: Iterable[str], vocab_size: int):
-    """A byte-level BPE tokenizer trained on `texts`, wrapped as a transformers fast tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer=trainer)
-    bos = tok.token_to_id("<s>")
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[
-        ("<s>", bos)])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        extra_special_tokens={"image_token": IMAGE_TOKEN},
-        padding_side="right",
-        model_max_length=512,
-    )
 
 
 def make_processor(tokenizer, shape: VlmShape, chat_template: str = CHAT_TEMPLATE):
