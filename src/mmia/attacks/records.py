@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mmia.targets.base import MEDIA_SLICES, SLICE_CODES
+from mmia.targets.base import slice_rows
 
 
 @dataclass
@@ -28,26 +28,11 @@ class SampleRecord:
     memo: dict = field(default_factory=dict, repr=False, compare=False)
 
 
-def slice_rows(stats: dict, slice_name: str) -> np.ndarray:
-    """Boolean mask over the statistics rows (positions t predicting token t+1) of one slice.
-
-    Text slices (prompt, answer) select the rows whose *predicted* token is in the slice, so the
-    log-probabilities are those of the slice's own tokens. Media slices (image, audio) select the
-    rows whose *input* token is a media token: there is no true next token there, only the
-    model's output distribution, which is what VL-MIA's target-free metrics read.
-    """
-    codes = stats["codes"]
-    code = SLICE_CODES[slice_name]
-    if slice_name in MEDIA_SLICES:
-        return codes[:-1] == code
-    return codes[1:] == code
-
-
 def values(stats: dict | None, stat: str, slice_name: str) -> np.ndarray:
     """The per-token values of one statistic over one slice (empty if absent)."""
     if stats is None:
         return np.zeros(0)
-    return stats[stat][slice_rows(stats, slice_name)]
+    return stats[stat][slice_rows(stats["codes"], slice_name)]
 
 
 def slice_text(sample, slice_name: str) -> str:
@@ -65,7 +50,7 @@ def slice_values(rec: SampleRecord, stat: str, slice_name: str, view: str = "sta
     key = (view, slice_name)
     rows = rec.memo.get(key)
     if rows is None:
-        rows = rec.memo[key] = slice_rows(stats, slice_name)
+        rows = rec.memo[key] = slice_rows(stats["codes"], slice_name)
     return stats[stat][rows]
 
 
