@@ -120,11 +120,12 @@ def test_every_attack_ranks_a_memorised_sample_higher(name):
     spec = get_attack(name)
     cfg = spec.make_config()
     sample = Sample(id="a", row=1, prompt="Describe", answer="a red cat")
-    member = SampleRecord(sample, stats=_record([-0.1, -0.2, -0.1], entropy=0.5),
-                          lower=_record([-2.0, -2.0, -2.0]), reference=_record([-2.0, -2.0, -2.0]))
-    member.stats["mod_renyi_0.5"][:] = member.stats["mod_renyi_1"][:] = member.stats["mod_renyi_2"][:] = 0.1
-    other = SampleRecord(sample, stats=_record([-3.0, -4.0, -3.5], entropy=2.0),
-                         lower=_record([-2.0, -2.0, -2.0]), reference=_record([-2.0, -2.0, -2.0]))
+    member = SampleRecord(sample, {"stats": _record([-0.1, -0.2, -0.1], entropy=0.5),
+                                   "lower": _record([-2.0, -2.0, -2.0]), "reference": _record([-2.0, -2.0, -2.0])})
+    st = member.view("stats")
+    st["mod_renyi_0.5"][:] = st["mod_renyi_1"][:] = st["mod_renyi_2"][:] = 0.1
+    other = SampleRecord(sample, {"stats": _record([-3.0, -4.0, -3.5], entropy=2.0),
+                                  "lower": _record([-2.0, -2.0, -2.0]), "reference": _record([-2.0, -2.0, -2.0])})
     a, b = spec.run(member, cfg), spec.run(other, cfg)
     assert a.keys() == b.keys() and a
     compared = 0

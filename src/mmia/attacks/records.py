@@ -11,21 +11,24 @@ from mmia.targets.base import slice_rows
 
 @dataclass
 class SampleRecord:
-    """One sample's inputs to the attacks (all optional but the sample).
+    """One sample's inputs to the attacks: the sample, and its views (view name -> that engine
+    stream's output for it; `mmia.attacks.views.VIEWS` says what each holds).
 
-    `stats`: the target's token statistics ({"codes": (L,), stat: (L-1,)}); `lower`: the same
-    for the lowercased text; `reference`: the reference model's statistics (its own
-    tokenisation); `embeddings`: a contrastive target's {"text", "media", "aug"}.
+    "stats": the target's token statistics ({"codes": (L,), stat: (L-1,)}); "lower": the same
+    for the lowercased text; "reference": the reference model's statistics (its own
+    tokenisation); "embeddings": a contrastive target's {"text", "media", "aug"}. Only the views
+    some requested attack declares are there (and "reference" only with a reference model).
     """
 
     sample: object
-    stats: dict | None = None
-    lower: dict | None = None
-    reference: dict | None = None
-    embeddings: dict | None = None
+    views: dict[str, dict] = field(default_factory=dict)
     # What several attacks derive from the same statistics (a slice's row mask, its sorted
     # values), found once per sample: see `slice_values` and `sorted_values`.
     memo: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def view(self, name: str) -> dict | None:
+        """One view's output for this sample; None where that view was not opened."""
+        return self.views.get(name)
 
 
 def values(stats: dict | None, stat: str, slice_name: str) -> np.ndarray:
@@ -43,8 +46,8 @@ def slice_text(sample, slice_name: str) -> str:
 
 
 def slice_values(rec: SampleRecord, stat: str, slice_name: str, view: str = "stats") -> np.ndarray:
-    """`values(getattr(rec, view), stat, slice_name)`, the slice's row mask found once per record."""
-    stats = getattr(rec, view)
+    """`values(rec.view(view), stat, slice_name)`, the slice's row mask found once per record."""
+    stats = rec.view(view)
     if stats is None:
         return np.zeros(0)
     key = (view, slice_name)
