@@ -73,7 +73,7 @@ def single_pass_specs(target, modalities):
     """Single-pass attacks: all but lowercase (its own second pass) and reference (another model)."""
     from mmia.attacks.runner import select_attacks
 
-    return [s for s in select_attacks(None, target.kind, modalities, has_reference=False) if "lower" not in s.tags]
+    return [s for s in select_attacks(None, target.kind, modalities, has_reference=False) if "lower" not in s.views]
 
 
 def main() -> None:
@@ -113,7 +113,7 @@ def main() -> None:
         for s in specs:
             for sample in ds:
                 st = target.token_stats([target.encode(sample)])[0]
-                s.run(SampleRecord(sample, stats=st), cfgs[s.name])
+                s.run(SampleRecord(sample, {"stats": st}), cfgs[s.name])
 
     order = length_order(ds.samples)
     batches = [[target.encode(ds[i]) for i in order[k : k + bs]] for k in range(0, n, bs)]

@@ -144,12 +144,12 @@ def test_stats_only_at_scored_rows_change_no_score(tiny_dir, tmp_path, name):  #
             np.testing.assert_allclose(a[k][rows], b[k][rows], rtol=1e-6, atol=1e-6)
             assert np.isnan(a[k][~rows]).all()
     # Every single-pass attack scores the same from either.
-    specs = [s for s in select_attacks(None, t.kind, ds.modalities, has_reference=False) if "lower" not in s.tags]
+    specs = [s for s in select_attacks(None, t.kind, ds.modalities, has_reference=False) if "lower" not in s.views]
     assert len(specs) >= 8
     for smp, a, b in zip(ds.samples, new, old, strict=True):
         for s in specs:
             cfg = s.make_config()
-            got, want = s.run(SampleRecord(smp, stats=a), cfg), s.run(SampleRecord(smp, stats=b), cfg)
+            got, want = s.run(SampleRecord(smp, {"stats": a}), cfg), s.run(SampleRecord(smp, {"stats": b}), cfg)
             assert got.keys() == want.keys()
             np.testing.assert_allclose([got[c] for c in got], [want[c] for c in got], rtol=1e-5, atol=1e-6,
                                        err_msg=s.name)
@@ -192,7 +192,7 @@ def test_shared_slices_and_sorts_give_each_attacks_own_scores(tiny_dir, tmp_path
     t = load_target(tiny_dir("llava"))
     specs = {s.name: s for s in select_attacks(None, t.kind, ds.modalities, has_reference=False)}
     for smp, st in zip(ds.samples, t.token_stats(t.encode_batch(ds.samples)), strict=True):
-        rec = SampleRecord(smp, stats=st)  # both attacks on the same record, as the runner does
+        rec = SampleRecord(smp, {"stats": st})  # both attacks on the same record, as the runner does
         for name, largest in (("max_k_renyi", True), ("min_k_renyi", False)):
             cfg = specs[name].make_config()
             got = specs[name].run(rec, cfg)

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from mmia.attacks import score_functions as S
-from mmia.attacks.records import SampleRecord, slice_rows, values
+from mmia.attacks.records import SampleRecord, values
 from mmia.attacks.registry import get_attack, list_attacks
 from mmia.data.schema import Sample
-from mmia.targets.base import ANSWER, IMAGE, OTHER, PROMPT
+from mmia.targets.base import ANSWER, AUDIO, IMAGE, OTHER, PROMPT, slice_rows
 from mmia.targets.token_stats import STAT_NAMES, stats_from_logits
 
 LN2 = math.log(2)
@@ -82,10 +82,25 @@ def test_scores_known_answers():
 def test_slice_rows():
     codes = np.array([OTHER, IMAGE, IMAGE, PROMPT, ANSWER, ANSWER], dtype=np.int8)
     st = {"codes": codes, "logp": np.arange(5, dtype=np.float32)}
-    assert np.flatnonzero(slice_rows(st, "answer")).tolist() == [3, 4]  # rows predicting answer tokens
-    assert np.flatnonzero(slice_rows(st, "prompt")).tolist() == [2]
-    assert np.flatnonzero(slice_rows(st, "image")).tolist() == [1, 2]  # outputs at image inputs
+    assert np.flatnonzero(slice_rows(codes, "answer")).tolist() == [3, 4]  # rows predicting answer tokens
+    assert np.flatnonzero(slice_rows(codes, "prompt")).tolist() == [2]
+    assert np.flatnonzero(slice_rows(codes, "image")).tolist() == [1, 2]  # outputs at image inputs
     assert values(st, "logp", "answer").tolist() == [3.0, 4.0]
+
+
+def test_statistics_rows_are_the_slices_rows():
+    """`stat_rows` (which rows the engine computes) reads the slices by the attacks' own rule."""
+    from mmia.targets.generative import stat_rows
+
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 2, 5, 40):
+        codes = rng.choice([OTHER, IMAGE, PROMPT, ANSWER, AUDIO], size=n).astype(np.int8)
+        need_t, need_d = stat_rows(codes)
+        text = (codes[1:] == PROMPT) | (codes[1:] == ANSWER)  # the rule as it was written out before
+        media = (codes[:-1] == IMAGE) | (codes[:-1] == AUDIO)
+        np.testing.assert_array_equal(need_t, text)
+        np.testing.assert_array_equal(need_d, text | media)
+        assert need_t.dtype == need_d.dtype == np.bool_
 
 
 def _record(logp_answer, entropy=1.0):
@@ -105,11 +120,12 @@ def test_every_attack_ranks_a_memorised_sample_higher(name):
     spec = get_attack(name)
     cfg = spec.make_config()
     sample = Sample(id="a", row=1, prompt="Describe", answer="a red cat")
-    member = SampleRecord(sample, stats=_record([-0.1, -0.2, -0.1], entropy=0.5),
-                          lower=_record([-2.0, -2.0, -2.0]), reference=_record([-2.0, -2.0, -2.0]))
-    member.stats["mod_renyi_0.5"][:] = member.stats["mod_renyi_1"][:] = member.stats["mod_renyi_2"][:] = 0.1
-    other = SampleRecord(sample, stats=_record([-3.0, -4.0, -3.5], entropy=2.0),
-                         lower=_record([-2.0, -2.0, -2.0]), reference=_record([-2.0, -2.0, -2.0]))
+    member = SampleRecord(sample, {"stats": _record([-0.1, -0.2, -0.1], entropy=0.5),
+                                   "lower": _record([-2.0, -2.0, -2.0]), "reference": _record([-2.0, -2.0, -2.0])})
+    st = member.view("stats")
+    st["mod_renyi_0.5"][:] = st["mod_renyi_1"][:] = st["mod_renyi_2"][:] = 0.1
+    other = SampleRecord(sample, {"stats": _record([-3.0, -4.0, -3.5], entropy=2.0),
+                                  "lower": _record([-2.0, -2.0, -2.0]), "reference": _record([-2.0, -2.0, -2.0])})
     a, b = spec.run(member, cfg), spec.run(other, cfg)
     assert a.keys() == b.keys() and a
     compared = 0

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from pydantic import BaseModel
 
@@ -44,6 +45,58 @@ def test_registry_refuses_incomplete_specs():
         registry.register_attack("x", family="score", paper="p")(nodoc)
     with pytest.raises(KeyError, match="unknown method 'nope'"):
         registry.get_attack("nope")
+
+
+def test_views_default_per_family_and_needs_reference_follows_them():
+    assert registry.get_attack("loss").views == ("stats",)
+    assert registry.get_attack("lowercase").views == ("stats", "lower")
+    assert registry.get_attack("reference").views == ("stats", "reference")
+    assert registry.get_attack("csa").views == registry.get_attack("aea").views == ("embeddings",)
+    assert registry.get_attack("fimmia").views == ()  # not run by `mmia attack`
+    runner_specs = [s for s in registry.list_attacks() if s.family in ("score", "contrastive")]
+    assert [s.name for s in runner_specs if s.needs_reference] == ["reference"]
+
+    def doc():
+        """A scorer for this test (p)."""
+
+    with pytest.raises(ValueError, match="views"):
+        registry.register_attack("x", family="score", paper="p", views=("stats", "nope"))(doc)
+    with pytest.raises(ValueError, match="reads no view"):
+        registry.register_attack("x", family="score", paper="p", views=())(doc)
+    assert "x" not in registry._REGISTRY
+
+
+def test_a_new_view_is_one_table_entry_and_the_attacks_declaring_it(monkeypatch, tmp_path):
+    """The runner opens a view's stream from `VIEWS` alone; the record holds it; the engine
+    counts report under its key; its attack's seconds include the stream's time."""
+    import time
+
+    from mmia.attacks import views
+    from mmia.attacks.runner import score_samples
+    from mmia.data.schema import Dataset, Sample
+
+    def open_lengths(x, counts, bar):
+        for i in reversed(range(len(x.samples))):  # any order the streams share
+            time.sleep(0.01)
+            counts.computed += 1
+            yield i, {"n": len(x.samples[i].text), "scale": x.configs["test-lengths"].k}
+
+    monkeypatch.setitem(views.VIEWS, "lengths", views.View("lengths", open_lengths, "test only"))
+
+    @registry.register_attack("test-lengths", family="score", paper="p", config=_Cfg, views=("lengths",))
+    def scorer(rec, cfg):
+        """A scorer for this test (p)."""
+        assert set(rec.views) == {"lengths"}  # only the views some requested attack declares
+        return {"": rec.view("lengths")["n"] * rec.view("lengths")["scale"]}
+
+    try:
+        ds = Dataset(tmp_path / "d.jsonl", [Sample(id=f"s{i}", row=i + 1, text="ab" * (i + 1)) for i in range(3)])
+        scored = score_samples(ds, None, [registry.get_attack("test-lengths")], progress=False)
+        np.testing.assert_allclose(scored.columns["test-lengths"], [0.4, 0.8, 1.2])
+        assert scored.counts == {"lengths": {"cached": 0, "computed": 3, "batches": 0, "skipped": 0}}
+        assert scored.seconds["test-lengths"] >= 0.03
+    finally:
+        registry._REGISTRY.pop("test-lengths")
 
 
 def test_offline_missing_model_says_how_to_fix(tmp_path):

@@ -29,7 +29,7 @@ class AEAConfig(BaseModel):
                  modalities=("image", "audio"))
 def csa_attack(rec: SampleRecord, cfg: CSAConfig) -> dict:
     """Cosine-similarity attack (Ko et al. 2023): members' text and media embed closer together."""
-    e = rec.embeddings
+    e = rec.view("embeddings")
     return {"": S.csa_score(e["text"], e["media"])}
 
 
@@ -37,5 +37,5 @@ def csa_attack(rec: SampleRecord, cfg: CSAConfig) -> dict:
                  modalities=("image", "audio"), tags=("augment",))
 def aea_attack(rec: SampleRecord, cfg: AEAConfig) -> dict:
     """Augmentation-enhanced attack (Ko et al. 2023): CSA aggregated over seeded augmentations of the media."""
-    e = rec.embeddings
+    e = rec.view("embeddings")
     return {"": S.aea_score(e["text"], e["media"], e["aug"], cfg.mode)}

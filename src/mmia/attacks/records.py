@@ -6,48 +6,36 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mmia.targets.base import MEDIA_SLICES, SLICE_CODES
+from mmia.targets.base import slice_rows
 
 
 @dataclass
 class SampleRecord:
-    """One sample's inputs to the attacks (all optional but the sample).
+    """One sample's inputs to the attacks: the sample, and its views (view name -> that engine
+    stream's output for it; `mmia.attacks.views.VIEWS` says what each holds).
 
-    `stats`: the target's token statistics ({"codes": (L,), stat: (L-1,)}); `lower`: the same
-    for the lowercased text; `reference`: the reference model's statistics (its own
-    tokenisation); `embeddings`: a contrastive target's {"text", "media", "aug"}.
+    "stats": the target's token statistics ({"codes": (L,), stat: (L-1,)}); "lower": the same
+    for the lowercased text; "reference": the reference model's statistics (its own
+    tokenisation); "embeddings": a contrastive target's {"text", "media", "aug"}. Only the views
+    some requested attack declares are there (and "reference" only with a reference model).
     """
 
     sample: object
-    stats: dict | None = None
-    lower: dict | None = None
-    reference: dict | None = None
-    embeddings: dict | None = None
+    views: dict[str, dict] = field(default_factory=dict)
     # What several attacks derive from the same statistics (a slice's row mask, its sorted
     # values), found once per sample: see `slice_values` and `sorted_values`.
     memo: dict = field(default_factory=dict, repr=False, compare=False)
 
-
-def slice_rows(stats: dict, slice_name: str) -> np.ndarray:
-    """Boolean mask over the statistics rows (positions t predicting token t+1) of one slice.
-
-    Text slices (prompt, answer) select the rows whose *predicted* token is in the slice, so the
-    log-probabilities are those of the slice's own tokens. Media slices (image, audio) select the
-    rows whose *input* token is a media token: there is no true next token there, only the
-    model's output distribution, which is what VL-MIA's target-free metrics read.
-    """
-    codes = stats["codes"]
-    code = SLICE_CODES[slice_name]
-    if slice_name in MEDIA_SLICES:
-        return codes[:-1] == code
-    return codes[1:] == code
+    def view(self, name: str) -> dict | None:
+        """One view's output for this sample; None where that view was not opened."""
+        return self.views.get(name)
 
 
 def values(stats: dict | None, stat: str, slice_name: str) -> np.ndarray:
     """The per-token values of one statistic over one slice (empty if absent)."""
     if stats is None:
         return np.zeros(0)
-    return stats[stat][slice_rows(stats, slice_name)]
+    return stats[stat][slice_rows(stats["codes"], slice_name)]
 
 
 def slice_text(sample, slice_name: str) -> str:
@@ -58,14 +46,14 @@ def slice_text(sample, slice_name: str) -> str:
 
 
 def slice_values(rec: SampleRecord, stat: str, slice_name: str, view: str = "stats") -> np.ndarray:
-    """`values(getattr(rec, view), stat, slice_name)`, the slice's row mask found once per record."""
-    stats = getattr(rec, view)
+    """`values(rec.view(view), stat, slice_name)`, the slice's row mask found once per record."""
+    stats = rec.view(view)
     if stats is None:
         return np.zeros(0)
     key = (view, slice_name)
     rows = rec.memo.get(key)
     if rows is None:
-        rows = rec.memo[key] = slice_rows(stats, slice_name)
+        rows = rec.memo[key] = slice_rows(stats["codes"], slice_name)
     return stats[stat][rows]
 
 

@@ -6,7 +6,8 @@ the report read this registry instead of keeping lists of their own.
 
 What `run` is depends on the family, and only that family's command calls it:
 - "score" and "contrastive": run(record, config) -> {column suffix: score} for one sample's
-  token statistics or embeddings (mmia attack's runner);
+  `SampleRecord`, which holds the views the method declares (`views`: the target's token
+  statistics, the lowercased text's, a reference model's, or embeddings; `mmia.attacks.views`);
 - "blind": the shift check's feature/classifier factory (mmia shift);
 - "neural" and "text-only": the method's own entry point (mmia fimmia, mmia umid).
 
@@ -22,7 +23,12 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
+from mmia.attacks.views import VIEWS
+
 FAMILIES = ("score", "contrastive", "blind", "neural", "text-only")
+# The views (`mmia.attacks.views.VIEWS`) a method reads unless it declares its own; the families
+# `mmia attack` does not run read none.
+FAMILY_VIEWS: dict[str, tuple[str, ...]] = {"score": ("stats",), "contrastive": ("embeddings",)}
 TARGET_KINDS = ("causal-lm", "vlm", "audio-lm", "clip", "clap")
 
 # Later issues append the modules that register their methods.
@@ -50,9 +56,14 @@ class AttackSpec:
     target_kinds: tuple[str, ...] = ()  # empty: needs no model (blind checks)
     modalities: tuple[str, ...] = ()  # the sample must have at least one of these; empty: any
     needs_labels: bool = False  # trains or calibrates on labelled samples
-    needs_reference: bool = False  # needs a second (reference) model
     higher_is_member: bool = True
     tags: tuple[str, ...] = field(default_factory=tuple)
+    views: tuple[str, ...] = ()  # the engine streams its record holds (`mmia.attacks.views`)
+
+    @property
+    def needs_reference(self) -> bool:
+        """Needs a second (reference) model: it reads the reference model's view."""
+        return "reference" in self.views
 
     def applies_to(self, target_kind: str | None = None, modalities=None) -> bool:
         if target_kind is not None and self.target_kinds and target_kind not in self.target_kinds:
@@ -80,14 +91,15 @@ def register_attack(
     target_kinds: tuple[str, ...] = (),
     modalities: tuple[str, ...] = (),
     needs_labels: bool = False,
-    needs_reference: bool = False,
     higher_is_member: bool = True,
     tags: tuple[str, ...] = (),
+    views: tuple[str, ...] | None = None,
 ):
     """Decorator registering a method's entry point under `name`.
 
     The decorated object's docstring is its summary and must name the paper; `paper` is the
-    citation shown in the report (authors, title, venue or arXiv id).
+    citation shown in the report (authors, title, venue or arXiv id). `views`: the views its
+    record must hold (`mmia.attacks.views.VIEWS`; None: its family's, `FAMILY_VIEWS`).
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; one of {FAMILIES}")
@@ -96,6 +108,12 @@ def register_attack(
         raise ValueError(f"unknown target kind(s) {sorted(unknown)}; one of {TARGET_KINDS}")
     if not paper.strip():
         raise ValueError(f"method {name!r} must name the paper it implements")
+    views = FAMILY_VIEWS.get(family, ()) if views is None else tuple(views)
+    unknown = [v for v in views if v not in VIEWS]
+    if unknown or len(set(views)) != len(views):
+        raise ValueError(f"method {name!r}: views {views} must be distinct names from {tuple(VIEWS)}")
+    if family in FAMILY_VIEWS and not views:
+        raise ValueError(f"method {name!r} reads no view: a {family} method needs one of {tuple(VIEWS)}")
 
     def deco(obj):
         doc = (obj.__doc__ or "").strip()
@@ -113,9 +131,9 @@ def register_attack(
             target_kinds=tuple(target_kinds),
             modalities=tuple(modalities),
             needs_labels=needs_labels,
-            needs_reference=needs_reference,
             higher_is_member=higher_is_member,
             tags=tuple(tags),
+            views=views,
         )
         return obj
 

@@ -1,10 +1,11 @@
 """`mmia attack` as a Python API: score a data set with registered attacks against a target.
 
-The target is run once per needed view of the data (the text as is; its lowercased copy only
-when the lowercase attack is asked; the reference model only when --reference is given, or the
-target is a PEFT adapter, whose base is then the reference), the views stream in lockstep
-through the same length-sorted batches, and every attack reduces each sample's statistics to a
-score at once; nothing per-token is kept beyond the current batch.
+The engine runs once per view that some requested attack declares (`mmia.attacks.views`: the
+target's statistics of the text as is, of its lowercased copy, the reference model's, or a
+contrastive target's embeddings; the reference only when --reference is given, or the target is
+a PEFT adapter, whose base is then the reference), the views stream in lockstep through the same
+length-sorted batches, and every attack reduces each sample's record to a score at once; nothing
+per-token is kept beyond the current batch.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import math
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from mmia.attacks.records import SampleRecord
 from mmia.attacks.registry import AttackSpec, get_attack, list_attacks
+from mmia.attacks.views import VIEWS, StreamInputs, views_of
 from mmia.errors import InputError
 from mmia.results import AttackEntry, DatasetInfo, RunResult, ScoreTable
 from mmia.targets.base import GENERATIVE_KINDS
@@ -90,42 +92,28 @@ def score_samples(
 ) -> Scored:
     """Run the target (and reference) over the data once per view and score every attack.
     `max_batch_tokens`: cut generative forward batches by padded tokens too (`iter_token_stats`)."""
-    from mmia.engine import EngineCounts, iter_embeddings, iter_token_stats
+    from mmia.engine import EngineCounts
     from mmia.progress import progress_bar
 
     configs = {s.name: (configs or {}).get(s.name) or s.make_config() for s in specs}
     samples = dataset.samples
     n = len(samples)
-    stream_time: dict[str, float] = {}
-    counts = {"target": EngineCounts()}
-    needs: dict[str, set] = {}
+    stream_time: dict[str, float] = {}  # view -> seconds spent in its stream
+    counts: dict[str, EngineCounts] = {}  # a view's counts key (VIEWS) -> its counts
+    inputs = StreamInputs(target=target, reference=reference, samples=samples, configs={}, cache=cache,
+                          batch_size=batch_size, max_batch_tokens=max_batch_tokens, skip_bad=skip_bad,
+                          source=dataset.path)
     with progress_bar(f"scoring {n} samples", n if progress else None, unit="samples") as bar:
-        if target.kind in GENERATIVE:
-            budget = {"batch_size": batch_size, "max_batch_tokens": max_batch_tokens}
-            streams = {"target": iter_token_stats(target, samples, cache=cache, **budget,
-                                                  counts=counts["target"], skip_bad=skip_bad, source=dataset.path,
-                                                  bar=bar)}
-            if any("lower" in s.tags for s in specs):
-                counts["lower"] = EngineCounts()
-                streams["lower"] = iter_token_stats(target, samples, variant="lower", cache=cache,
-                                                    **budget, counts=counts["lower"],
-                                                    skip_bad=skip_bad, source=dataset.path)
-            if reference is not None and any(s.needs_reference for s in specs):
-                counts["reference"] = EngineCounts()
-                streams["reference"] = iter_token_stats(reference, samples, cache=cache, **budget,
-                                                        counts=counts["reference"], skip_bad=skip_bad,
-                                                        source=dataset.path)
-            for s in specs:
-                needs[s.name] = {"target"} | ({"lower"} if "lower" in s.tags else set()) | (
-                    {"reference"} if s.needs_reference else set())
-        else:
-            n_aug = max((configs[s.name].n_aug for s in specs if hasattr(configs[s.name], "n_aug")), default=0)
-            seed = next((configs[s.name].seed for s in specs if hasattr(configs[s.name], "seed")), 0)
-            streams = {"target": iter_embeddings(target, samples, n_aug=n_aug, seed=seed, cache=cache,
-                                                 batch_size=batch_size, counts=counts["target"], skip_bad=skip_bad,
-                                                 source=dataset.path, bar=bar)}
-            for s in specs:
-                needs[s.name] = {"target"}
+        streams: dict[str, Iterator] = {}
+        for view in views_of(specs):  # in VIEWS' order: the target's own pass first, with the bar
+            entry, c = VIEWS[view], EngineCounts()
+            if entry.counts in counts:
+                raise ValueError(f"views {sorted(streams)} and {view!r} would share counts key {entry.counts!r}")
+            readers = {s.name: configs[s.name] for s in specs if view in s.views}
+            stream = entry.open(replace(inputs, configs=readers), c, None if streams else bar)
+            if stream is None:
+                continue  # no reference model: its attacks find no reference view in their records
+            counts[entry.counts], streams[view] = c, stream
         timed = {k: _timed(v, stream_time, k) for k, v in streams.items()}
         columns: dict[str, np.ndarray] = {}
         column_attack: dict[str, str] = {}
@@ -150,22 +138,15 @@ def score_samples(
             futures: list = []
             records, where = [], []
             for items in zip(*timed.values(), strict=True):
-                views = dict(zip(timed.keys(), items, strict=True))
-                idx = {i for i, _ in views.values()}
+                step = dict(zip(timed.keys(), items, strict=True))  # view -> (index, output)
+                idx = {i for i, _ in step.values()}
                 if len(idx) != 1:
                     raise RuntimeError("engine streams went out of step")  # same order by construction
                 i = idx.pop()
-                if any(v is None for _, v in views.values()):
+                if any(out is None for _, out in step.values()):
                     bad.add(i)
                     continue
-                rec = SampleRecord(sample=samples[i])
-                if target.kind in GENERATIVE:
-                    rec.stats = views["target"][1]
-                    rec.lower = views.get("lower", (None, None))[1]
-                    rec.reference = views.get("reference", (None, None))[1]
-                else:
-                    rec.embeddings = views["target"][1]
-                records.append(rec)
+                records.append(SampleRecord(samples[i], {v: out for v, (_, out) in step.items()}))
                 where.append(i)
                 if len(records) >= batch_size:
                     futures.append(pool.submit(reduce, records, where))
@@ -182,7 +163,7 @@ def score_samples(
             if not any(d["row"] == samples[i].row for d in skipped):
                 skipped.append({"row": samples[i].row, "id": samples[i].id, "reason": reason})
     labels = np.array([s.label if s.label is not None else -1 for s in samples])[keep]
-    seconds = {s.name: own_time[s.name] + sum(stream_time.get(k, 0.0) for k in needs[s.name]) for s in specs}
+    seconds = {s.name: own_time[s.name] + sum(stream_time.get(v, 0.0) for v in s.views) for s in specs}
     return Scored(
         ids=[s.id for s, k in zip(samples, keep, strict=True) if k],
         labels=None if (labels < 0).any() else labels,

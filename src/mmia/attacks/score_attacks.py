@@ -1,8 +1,9 @@
 """The score-based attacks on generative targets, registered for `mmia attack` and the demo.
 
-Each entry point maps one sample's record (token statistics of the target, and where needed of
-the lowercased text or of a reference model) to a dict {column suffix: score}; "" is the
-attack's own column. The arithmetic lives in `mmia.attacks.score_functions` (pure, known-answer tested).
+Each entry point maps one sample's record to a dict {column suffix: score}; "" is the attack's
+own column. The record holds the views the attack declares (`views=`; the target's token
+statistics, "stats", unless it says otherwise; `mmia.attacks.views`). The arithmetic lives in
+`mmia.attacks.score_functions` (pure, known-answer tested).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def zlib_attack(rec: SampleRecord, cfg: SliceConfig) -> dict:
 
 
 @register_attack("lowercase", family="score", paper=CARLINI, config=SliceConfig, target_kinds=GEN,
-                 tags=("lower",))
+                 views=("stats", "lower"))
 def lowercase_attack(rec: SampleRecord, cfg: SliceConfig) -> dict:
     """Lowercase ratio (Carlini et al. 2021): loss on the text over loss on its lowercased copy (a second pass)."""
     return {"": S.lowercase_score(slice_values(rec, "logp", cfg.slice), slice_values(rec, "logp", cfg.slice, "lower"))}
@@ -106,7 +107,7 @@ def min_k_pp_attack(rec: SampleRecord, cfg: KConfig) -> dict:
 
 
 @register_attack("reference", family="score", paper=CARLINI, config=ReferenceConfig, target_kinds=GEN,
-                 needs_reference=True)
+                 views=("stats", "reference"))
 def reference_attack(rec: SampleRecord, cfg: ReferenceConfig) -> dict:
     """Reference-model ratio (Carlini et al. 2021): target loss calibrated by a reference model's loss.
 
@@ -127,7 +128,7 @@ def _renyi_k(rec: SampleRecord, cfg: RenyiKConfig, largest: bool) -> dict:
         stat = _alpha_stat(a)
         head = f"_k{_k_name(cfg.k)}_a{_alpha_name(a)}@"
         for sl in cfg.slices:
-            s = sorted_values(rec, stat, sl) if rec.stats is not None else empty
+            s = sorted_values(rec, stat, sl) if rec.view("stats") is not None else empty
             out[head + sl] = S.k_renyi_sorted(s, cfg.k, largest)
     return out
 

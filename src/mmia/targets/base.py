@@ -25,6 +25,21 @@ GENERATIVE_KINDS = ("causal-lm", "vlm", "audio-lm")
 CONTRASTIVE_KINDS = ("clip", "clap")
 
 
+def slice_rows(codes: np.ndarray, slice_name: str) -> np.ndarray:
+    """Boolean mask over a sample's L-1 statistics rows (row t: position t predicting token t+1)
+    that one slice reads: the one rule the attacks and the statistics' row selection share.
+
+    Text slices (prompt, answer) read the rows whose *predicted* token (codes[1:]) is in the
+    slice, so the log-probabilities are those of the slice's own tokens. Media slices (image,
+    audio) read the rows whose *input* token (codes[:-1]) is a media token: there is no true
+    next token there, only the model's output distribution, which is what VL-MIA's target-free
+    metrics read.
+    """
+    codes = np.asarray(codes)
+    side = codes[:-1] if slice_name in MEDIA_SLICES else codes[1:]
+    return side == SLICE_CODES[slice_name]
+
+
 @dataclass
 class Encoded:
     """One sample ready for a generative forward pass.

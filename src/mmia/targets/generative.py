@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from mmia.errors import InputError
-from mmia.targets.base import ANSWER, AUDIO, IMAGE, OTHER, PROMPT, Encoded
+from mmia.targets.base import ANSWER, AUDIO, IMAGE, MEDIA_SLICES, OTHER, PROMPT, TEXT_SLICES, Encoded, slice_rows
 from mmia.targets.fast_pixels import FastPixels
 from mmia.targets.head import HeadCapture, HeadWeights, linear_head, matching_head, softcap_of
 from mmia.targets.token_stats import (
@@ -658,14 +658,14 @@ def _stats_group_cpu(vocab: int) -> tuple[int, dict]:
 def stat_rows(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(rows needing every statistic, rows needing the distribution's) over a sample's L-1 rows.
 
-    Mirrors `mmia.attacks.records.slice_rows`: a text slice (prompt, answer) reads the rows
-    whose predicted token is in it, with all statistics; a media slice (image, audio) reads the
-    rows whose input token is a media token, with the distribution's statistics (DIST_STATS)
-    only. Rows that no slice reads (e.g. predicting a chat template's tokens) are skipped.
+    The rows are those `mmia.targets.base.slice_rows` gives the slices: a text slice (prompt,
+    answer) reads its rows with all statistics, a media slice (image, audio) with the
+    distribution's statistics (DIST_STATS) only. Rows that no slice reads (e.g. predicting a
+    chat template's tokens) are skipped.
     """
     codes = np.asarray(codes)
-    text = (codes[1:] == PROMPT) | (codes[1:] == ANSWER)
-    media = (codes[:-1] == IMAGE) | (codes[:-1] == AUDIO)
+    text = np.logical_or.reduce([slice_rows(codes, s) for s in TEXT_SLICES])
+    media = np.logical_or.reduce([slice_rows(codes, s) for s in MEDIA_SLICES])
     return text, text | media
 
 
