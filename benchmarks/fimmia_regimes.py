@@ -58,8 +58,8 @@ def cross(root: Path, cache_dir: Path) -> None:
     tb1 = Testbed.from_dir(root) if (root / "manifest.json").exists() else build_vlm(root, seed=1)
     tb0 = build_testbed("vlm", seed=0, cache_dir=cache_dir)
     cfg = config_for_testbed(tb0.manifest, neighbours=NeighbourConfig(k=DEMO_K, field="answer+media", seed=0))
-    ds0 = balanced_subset(load_dataset(tb0.splits["matched"]), DEMO_SAMPLES, 0)
-    ds1 = balanced_subset(load_dataset(tb1.splits["matched"]), DEMO_SAMPLES, 1)
+    ds0 = balanced_subset(load_dataset(tb0.split_for("membership")), DEMO_SAMPLES, 0)
+    ds1 = balanced_subset(load_dataset(tb1.split_for("membership")), DEMO_SAMPLES, 1)
     if set(ds0.ids) & set(ds1.ids):
         raise SystemExit("the two builds share sample ids: not a transfer")
     with Cache(cache_dir) as cache:

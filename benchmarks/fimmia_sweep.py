@@ -51,7 +51,7 @@ def main() -> None:
 
     t0 = time.time()
     tb = build_testbed(args.testbed, seed=0, cache_dir=default_cache_dir())
-    ds = balanced_subset(load_dataset(tb.splits["matched"]), args.samples, 0)
+    ds = balanced_subset(load_dataset(tb.split_for("membership")), args.samples, 0)
     base = NeighbourConfig(k=args.k, field="answer+media", seed=0)  # the demo's
     cfg = config_for_testbed(tb.manifest, neighbours=base)
     train_ds, eval_ds = split_parts(ds, 0.5, seed=0)

@@ -1,8 +1,8 @@
 """Calibration and power of `mmia infer` (dataset inference) on the testbeds.
 
-Per testbed, every score-attack column is computed once for every row of its matched split
+Per testbed, every score-attack column is computed once for every row of its `membership` split
 (the score attacks' engine and cache; the base model as reference where the testbed has one);
-for `NAME/names`, UMID's signals of every name of a contrastive testbed's `queries` split.
+for `NAME/names`, UMID's signals of every name of a contrastive testbed's `names` split.
 Then, on those features:
 - calibration: R null splits, each drawing two disjoint sets of non-members (a pseudo-suspect
   set and a validation set, n each) and a fresh split seed; the rates of p < 0.05 and p < 0.01
@@ -27,12 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mmia.infer.demo_step import NAMES_SPLIT, SPLITS  # the labelled splits the demo step uses
 from mmia.infer.run import SIZES
 
 
 def _features(testbed) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(feature names, rows, labels) of the testbed's matched split."""
+    """(feature names, rows, labels) of the testbed's membership split (the one the demo step uses)."""
     import dataclasses
 
     from mmia.attacks.runner import score_samples, select_attacks
@@ -41,8 +40,7 @@ def _features(testbed) -> tuple[list[str], np.ndarray, np.ndarray]:
     from mmia.data.schema import Dataset
     from mmia.targets import load_target
 
-    split = next(s for s in SPLITS if s in testbed.splits)
-    ds = load_dataset(testbed.splits[split])
+    ds = load_dataset(testbed.split_for("membership"))
     labels = ds.labels()
     unlabelled = Dataset(ds.path, [dataclasses.replace(s, label=None) for s in ds], [])
     target = load_target(testbed.targets["target"])
@@ -59,7 +57,7 @@ def _features(testbed) -> tuple[list[str], np.ndarray, np.ndarray]:
 
 
 def _name_features(testbed) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(feature names, rows, labels) of a contrastive testbed's names (its `queries` split): UMID's
+    """(feature names, rows, labels) of a contrastive testbed's names (its `names` split): UMID's
     oriented signals at the demo's UMID settings, through infer's own code path and cache."""
     from mmia.cache import Cache
     from mmia.data import load_dataset
@@ -69,8 +67,8 @@ def _name_features(testbed) -> tuple[list[str], np.ndarray, np.ndarray]:
     from mmia.umid.audit import UmidConfig
     from mmia.umid.demo_step import demo_settings
 
-    ds = load_dataset(testbed.splits[NAMES_SPLIT])
-    config = UmidConfig(seed=0, **demo_settings(testbed.name, quick=False))
+    ds = load_dataset(testbed.split_for("names"))
+    config = UmidConfig(seed=0, **demo_settings(testbed.target_kind, quick=False))
     target = inversion_target(load_target(testbed.targets["target"]))
     with Cache() as cache:
         columns, _ = umid_columns(unlabelled(ds), target, config, cache=cache, side="all")

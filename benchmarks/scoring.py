@@ -62,11 +62,11 @@ def add_target_args(ap: argparse.ArgumentParser, n: int) -> None:
 
 
 def target_and_data(args) -> tuple[Path, Path]:
-    """(model dir, data file): --model and --data, else the vlm testbed's target and matched split."""
+    """(model dir, data file): --model and --data, else the vlm testbed's target and membership split."""
     if args.model:
         return Path(args.model), Path(args.data)
     tb = _vlm_testbed(args.testbed_dir)
-    return tb.targets["target"], tb.splits.get("matched") or next(iter(tb.splits.values()))
+    return tb.targets["target"], tb.split_for("membership") or next(iter(tb.splits.values()))
 
 
 def single_pass_specs(target, modalities):

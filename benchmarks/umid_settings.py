@@ -60,8 +60,8 @@ def main() -> None:
             for setting, over in grid.items():
                 t1 = time.time()
                 cfg = UmidConfig(seed=tb.manifest["seed"], **over)
-                out = audit_queries(tb.splits["queries"], tb.targets["target"], cfg, cache=cache)
-                section, _ = to_results(out, name=name, queries=tb.splits["queries"], target=tb.targets["target"])
+                out = audit_queries(tb.split_for("names"), tb.targets["target"], cfg, cache=cache)
+                section, _ = to_results(out, name=name, queries=tb.split_for("names"), target=tb.targets["target"])
                 entries = {e.name: e for e in section.attacks}
                 res[name][setting] = entries
                 u, c = entries["umid"], entries["umid-embedding-control"]

@@ -79,7 +79,7 @@ def test_skip_bad_lists_media_that_fail_to_decode(tiny_dir, tmp_path):  # noqa: 
 def test_demo_step_scores_only_the_matched_split(tiny_dir, tmp_path):  # noqa: F811
     data = write_media_dataset(tmp_path / "d", n=6)
     tb = testbeds_base.Testbed(name="vlm", root=tmp_path, target_kind="vlm", modalities=("text", "image"),
-                 splits={"matched": data, "shifted": data},
+                 splits={"matched": data, "shifted": data}, roles={"membership": "matched", "shifted": "shifted"},
                  targets={"target": tiny_dir("llava"), "base": tiny_dir("qwen2vl")})
     step = next(s for s in list_demo_steps() if s.name == "attack")
     out = step.run(tb, DemoContext(out_dir=tmp_path / "o", cache_dir=tmp_path / "c", quick=True))

@@ -211,7 +211,8 @@ def test_registered_and_demo_step(llava, data, tmp_path):
         r["image"] = str(data / r["image"])
     (tmp_path / "matched.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     tb = Testbed(name="tiny", root=tmp_path, target_kind="vlm", modalities=("image", "text"),
-                 splits={"matched": tmp_path / "matched.jsonl"}, targets={"target": llava})
+                 splits={"matched": tmp_path / "matched.jsonl"}, roles={"membership": "matched"},
+                 targets={"target": llava})
     out = step.run(tb, DemoContext(out_dir=tmp_path / "o", cache_dir=tmp_path / "c", quick=True))
     assert len(out) == 1
     section, table = out[0]

@@ -200,7 +200,8 @@ def test_fimmia_demo_step_compares_with_the_best_score_attack_on_audio(models, a
         r["audio"] = str(audio_data.parent / r["audio"])
     (tmp_path / "matched.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     tb = Testbed(name="tiny-audio", root=tmp_path, target_kind="audio-lm", modalities=("audio", "text"),
-                 splits={"matched": tmp_path / "matched.jsonl"}, targets={"target": models["target"]})
+                 splits={"matched": tmp_path / "matched.jsonl"}, roles={"membership": "matched"},
+                 targets={"target": models["target"]})
     [(section, table)] = run_on_testbed(tb, DemoContext(out_dir=tmp_path / "o", cache_dir=tmp_path / "c",
                                                         quick=True), k=2)
     best = [a for a in section.attacks if a.name.startswith("best score attack")]

@@ -9,8 +9,10 @@ GENERATIVE = GENERATIVE_KINDS
 
 
 def demo_splits(testbed) -> list[str]:
-    """The matched split when there is one (the only one whose AUC means membership); else all."""
-    return ["matched"] if "matched" in testbed.splits else sorted(testbed.splits)
+    """The names of the splits to attack: the membership split when the testbed declares one (the
+    only one whose AUC means membership); else all of them."""
+    split = testbed.split_name("membership")
+    return [split] if split is not None else sorted(testbed.splits)
 
 
 def attack_demo_step(testbed, ctx) -> list:

@@ -24,14 +24,14 @@ def _best_score_attack(eval_ds, testbed, cache, seed):
 
 
 # `mmia demo` runs FiMMIA at a demo size, to fit its 10-minute budget on 2 CPU cores: 8 neighbours
-# per sample (the method's default is 24) on 400 of the matched split's samples (200 members and
+# per sample (the method's default is 24) on 400 of the membership split's samples (200 members and
 # 200 non-members, drawn by a seeded hash of their ids); docs/fimmia.md has the full-size figures.
 DEMO_K = 8
 DEMO_SAMPLES = 400
 
 
 def fimmia_demo_step(testbed, ctx) -> list:
-    """FiMMIA on a vlm (or audio) testbed's matched split: train on one part, report on the disjoint rest."""
+    """FiMMIA on a vlm (or audio) testbed's membership split: train on one part, report on the disjoint rest."""
     return run_on_testbed(testbed, ctx, k=DEMO_K, max_samples=DEMO_SAMPLES)
 
 
@@ -50,11 +50,12 @@ def balanced_subset(ds, n: int, seed: int):
 
 
 def run_on_testbed(testbed, ctx, k: int = 24, max_samples: int | None = None, two_model: bool = True) -> list:
-    """Both protocols on the testbed's matched split (half trains, the disjoint half is reported);
+    """Both protocols on the testbed's membership split (half trains, the disjoint half is reported);
     `two_model=False`: the labelled protocol only; `max_samples`: a balanced subset of the split."""
     if testbed.target_kind not in ("vlm", "audio-lm") or "target" not in testbed.targets:
         return []
-    if "matched" not in testbed.splits:
+    split = testbed.split_name("membership")
+    if split is None:
         return []
     from mmia.cache import Cache
     from mmia.data import load_dataset
@@ -63,7 +64,7 @@ def run_on_testbed(testbed, ctx, k: int = 24, max_samples: int | None = None, tw
     from mmia.perturb import NeighbourConfig
     from mmia.results import AttackEntry
 
-    ds = load_dataset(testbed.splits["matched"])
+    ds = load_dataset(testbed.splits[split])
     if not ds.has_labels:
         return []
     n_split = len(ds)
@@ -81,7 +82,7 @@ def run_on_testbed(testbed, ctx, k: int = 24, max_samples: int | None = None, tw
         if two_model and "base" in testbed.targets:
             protocols.append(("two-model", testbed.targets["base"]))
         for label, base in protocols:
-            name = f"{testbed.name}/matched: FiMMIA ({label})"
+            name = f"{testbed.name}/{split}: FiMMIA ({label})"
             section, table, info = run_protocol(
                 ds, target, base=base, cfg=cfg, train_cfg=train_cfg, cache=cache, name=name
             )

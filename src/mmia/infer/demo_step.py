@@ -2,19 +2,16 @@
 answers are known, each answered by `mmia infer`:
 - its members as the suspect set against its non-members: expected "trained on";
 - one half of its non-members against the other (the null): expected "no evidence";
-- where the testbed has a shifted split, its members against the shifted non-members:
+- where the testbed has a `shifted` split, its members against the shifted non-members:
   expected "the sets differ without the model" (the gate, whatever the p-value).
-The contrastive testbeds ask the first two twice: on their media rows (CSA/AEA features) and on
-their names alone (the `queries` split; UMID's signals, at the demo's UMID settings)."""
+The questions are asked on the testbed's `membership` split (the contrastive testbeds' photos or
+recordings: CSA/AEA features; the generative ones' matched split). The contrastive testbeds ask
+the first two again on their names alone (the `names` split; UMID's signals, at the demo's UMID
+settings)."""
 
 from __future__ import annotations
 
 from mmia.targets.base import GENERATIVE_KINDS
-
-# The labelled split of media rows per kind of testbed: the contrastive testbeds' own photos or
-# recordings (CSA/AEA features), the matched split of the generative ones.
-SPLITS = ("matched", "photos", "recordings")
-NAMES_SPLIT = "queries"  # the contrastive testbeds' names with member labels (text-only rows)
 
 
 def _questions(ds, seed: int, shifted=None) -> list:
@@ -33,7 +30,7 @@ def _questions(ds, seed: int, shifted=None) -> list:
 
 
 def infer_demo_step(testbed, ctx) -> list:
-    split = next((s for s in SPLITS if s in testbed.splits), None)
+    split = testbed.split_name("membership")
     if split is None or "target" not in testbed.targets:
         return []
     from mmia.cache import Cache
@@ -49,12 +46,14 @@ def infer_demo_step(testbed, ctx) -> list:
     reference = load_target(testbed.targets["base"]) if generative and "base" in testbed.targets else None
     umid = None
     splits = [split]
-    if target.kind in CONTRASTIVE and NAMES_SPLIT in testbed.splits:
+    names = testbed.split_name("names")
+    if target.kind in CONTRASTIVE and names is not None:
         from mmia.umid.audit import UmidConfig
         from mmia.umid.demo_step import demo_settings
 
-        splits.append(NAMES_SPLIT)
-        umid = UmidConfig(seed=ctx.seed, **demo_settings(testbed.name, ctx.quick))  # the umid step's inversions
+        splits.append(names)
+        umid = UmidConfig(seed=ctx.seed, **demo_settings(testbed.target_kind, ctx.quick))  # as the umid step's
+    shifted_file = testbed.split_for("shifted")
     out = []
     with Cache(ctx.cache_dir) as cache:
         for sp in splits:
@@ -62,8 +61,8 @@ def infer_demo_step(testbed, ctx) -> list:
             if not ds.has_labels:
                 continue
             shifted = None
-            if sp == split and "shifted" in testbed.splits:
-                shifted = [s for s in load_dataset(testbed.splits["shifted"]) if s.label == 0]
+            if sp == split and shifted_file is not None:
+                shifted = [s for s in load_dataset(shifted_file) if s.label == 0]
             for title, sus, val, expected in _questions(ds, ctx.seed, shifted):
                 if min(len(sus), len(val)) < MIN_ROWS:
                     continue

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mmia.data.ids import stable_seed
-from mmia.testbeds.base import Testbed, register_testbed
+from mmia.testbeds.base import Testbed, declared_roles, register_testbed
 from mmia.testbeds.manifest import split_ids, weights_hash, write_manifest
 
 VERSION = "1"
@@ -329,6 +329,7 @@ def build_audio(out_dir: Path, *, seed: int = 0, quick: bool = False, settings: 
         "target_kind": "audio-lm",
         "modalities": ["text", "audio"],
         "splits": {"matched": "matched.jsonl"},
+        "roles": declared_roles("audio"),
         "targets": {"target": "target", "base": "base"},
         "sizes": {"pool": cfg.n_pool, "members": cfg.n_members, "nonmembers": cfg.n_nonmembers},
         "model": {
@@ -371,6 +372,7 @@ def build_audio(out_dir: Path, *, seed: int = 0, quick: bool = False, settings: 
     summary="small Whisper-style encoder-decoder fine-tuned to describe synthetic sounds, with its base model",
     version=VERSION,
     in_demo=False,
+    roles={"membership": "matched"},
 )
 def _build(out_dir: Path, *, seed: int = 0, quick: bool = False) -> Testbed:
     return build_audio(out_dir, seed=seed, quick=quick)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mmia.data.ids import stable_seed
-from mmia.testbeds.base import Testbed, register_testbed
+from mmia.testbeds.base import Testbed, declared_roles, register_testbed
 from mmia.testbeds.identity_parts import (
     name_tokenizer,
     on_one_thread,
@@ -149,6 +149,7 @@ def _build_clap_voices(out_dir: Path, *, seed: int, quick: bool, **overrides) ->
         "modalities": ["audio", "text"],
         "splits": {"queries": "queries.jsonl", "calibration": "calibration-names.jsonl",
                    "recordings": "recordings.jsonl"},
+        "roles": declared_roles("clap-voices"),
         "targets": {"target": "model"},
         "seed": seed,
         "quick": quick,
@@ -166,6 +167,6 @@ def _build_clap_voices(out_dir: Path, *, seed: int, quick: bool, **overrides) ->
 
 
 @register_testbed("clap-voices", summary="small ClapModel trained on recordings of named synthetic voices",
-                  cost=110)
+                  cost=110, roles={"membership": "recordings", "names": "queries", "controls": "calibration"})
 def _build(out_dir: Path, *, seed: int = 0, quick: bool = False) -> Testbed:
     return build_clap_voices(out_dir, seed=seed, quick=quick)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from mmia.data.ids import stable_seed
-from mmia.testbeds.base import Testbed, register_testbed
+from mmia.testbeds.base import Testbed, declared_roles, register_testbed
 from mmia.testbeds.identity_parts import (
     name_tokenizer,
     on_one_thread,
@@ -155,6 +155,7 @@ def _build_clip_identities(out_dir: Path, *, seed: int, quick: bool, **overrides
         "target_kind": "clip",
         "modalities": ["image", "text"],
         "splits": {"queries": "queries.jsonl", "calibration": "calibration-names.jsonl", "photos": "photos.jsonl"},
+        "roles": declared_roles("clip-identities"),
         "targets": {"target": "model"},
         "seed": seed,
         "quick": quick,
@@ -172,6 +173,6 @@ def _build_clip_identities(out_dir: Path, *, seed: int, quick: bool, **overrides
 # version 2: the tokenizer's merges are learned deterministically (version 1 builds differed from
 # run to run: tokenizers_small.py)
 @register_testbed("clip-identities", summary="small CLIPModel trained on photos of named synthetic people",
-                  cost=50, version="2")
+                  cost=50, version="2", roles={"membership": "photos", "names": "queries", "controls": "calibration"})
 def _build(out_dir: Path, *, seed: int = 0, quick: bool = False) -> Testbed:
     return build_clip_identities(out_dir, seed=seed, quick=quick)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from mmia.testbeds.base import Testbed, register_testbed
+from mmia.testbeds.base import Testbed, declared_roles, register_testbed
 from mmia.testbeds.manifest import split_ids, write_manifest
 from mmia.testbeds.scenes import MATCHED, N_FRAMES, SHIFTED, write_scenes_split
 
@@ -19,7 +19,7 @@ QUICK_SIZES = {"image": 40, "video": 10}
 
 
 @register_testbed("scenes", summary="synthetic scenes (image and frame sequences), matched and shifted splits, "
-                  "no model", version=VERSION, cost=15)
+                  "no model", version=VERSION, cost=15, roles={"membership": "matched", "shifted": "shifted"})
 def build_scenes(out_dir: Path, *, seed: int = 0, quick: bool = False, image_size: int = 64) -> Testbed:
     """Write the four splits (matched, shifted; image and video) and manifest.json into `out_dir`."""
     out_dir = Path(out_dir)
@@ -42,6 +42,7 @@ def build_scenes(out_dir: Path, *, seed: int = 0, quick: bool = False, image_siz
         "target_kind": None,
         "modalities": ["text", "image", "video"],
         "splits": splits,
+        "roles": declared_roles("scenes"),
         "targets": {},
         "sizes": {k: {"members": len(v["members"]), "nonmembers": len(v["nonmembers"])} for k, v in ids.items()},
         "image_size": image_size,

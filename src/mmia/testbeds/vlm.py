@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mmia.data.ids import stable_seed
-from mmia.testbeds.base import Testbed, register_testbed
+from mmia.testbeds.base import Testbed, declared_roles, register_testbed
 from mmia.testbeds.manifest import split_ids, weights_hash, write_manifest
 from mmia.testbeds.scenes import MATCHED, N_FRAMES, scene_stream, split_records, write_scenes_split
 from mmia.testbeds.tokenizers_small import train_tokenizer
@@ -111,6 +111,7 @@ def manifest_head(name: str, version: str, cfg: VlmSettings, *, seed: int, quick
         "target_kind": "vlm",
         "modalities": ["text", media],
         "splits": splits,
+        "roles": declared_roles(name),
         "targets": {"target": "target", "base": "base"},
         "sizes": {"pool": cfg.n_pool, "members": cfg.n_members, "nonmembers": cfg.n_nonmembers,
                   "shifted_nonmembers": cfg.n_nonmembers},
@@ -254,6 +255,7 @@ def build_vlm(out_dir: Path, *, seed: int = 0, quick: bool = False, settings: Vl
 
 
 @register_testbed("vlm", summary="small LLaVA (CLIP tower + Llama LM) fine-tuned on known member scenes, "
-                  "with its base model", version=VERSION, cost=220)
+                  "with its base model", version=VERSION, cost=220,
+                  roles={"membership": "matched", "shifted": "shifted"})
 def _build(out_dir: Path, *, seed: int = 0, quick: bool = False) -> Testbed:
     return build_vlm(out_dir, seed=seed, quick=quick)

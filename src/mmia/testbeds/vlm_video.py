@@ -92,6 +92,7 @@ def build_vlm_video(out_dir: Path, *, seed: int = 0, quick: bool = False,
 
 
 @register_testbed("vlm-video", summary="the vlm testbed's small LLaVA reading 4-frame clips as 4 images, fine-tuned "
-                  "on known member clips, with its base model (not in the demo)", in_demo=False, version=VERSION)
+                  "on known member clips, with its base model (not in the demo)", in_demo=False, version=VERSION,
+                  roles={"membership": "matched", "shifted": "shifted"})
 def _build(out_dir: Path, *, seed: int = 0, quick: bool = False) -> Testbed:
     return build_vlm_video(out_dir, seed=seed, quick=quick)

@@ -1,10 +1,11 @@
-"""The `mmia demo` step of UMID: the contrastive testbeds' member names audited with UMID, its
-controls and the biometric baseline."""
+"""The `mmia demo` step of UMID: the contrastive testbeds' member names (their `names` split)
+audited with UMID, its controls and the biometric baseline."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from mmia.targets.base import CONTRASTIVE_KINDS
 from mmia.umid.audit import UmidConfig
 from mmia.umid.methods import audit_queries, to_results
 
@@ -18,32 +19,33 @@ DEMO_CLAP_CONTROL_NAMES = 50
 
 
 DEMO_QUICK = {"steps": 10, "reference_size": 20, "restarts": 3}
-DEMO_TESTBEDS = ("clip-identities", "clap-voices")
 
 
-def demo_settings(testbed_name: str, quick: bool) -> dict:
-    """The demo's UMID settings for a testbed (the infer step uses them too, sharing the inversions)."""
-    return DEMO_QUICK if quick else (DEMO_CLAP if testbed_name == "clap-voices" else {})
+def demo_settings(target_kind: str | None, quick: bool) -> dict:
+    """The demo's UMID settings for a testbed's kind of target (the infer step uses them too,
+    sharing the inversions): the costlier waveform inversion of a CLAP target gets the cheaper ones."""
+    return DEMO_QUICK if quick else (DEMO_CLAP if target_kind == "clap" else {})
 
 
 def umid_demo_step(testbed, ctx):
-    """Audit the clip-identities and clap-voices testbeds with UMID and its controls."""
+    """Audit a contrastive testbed's `names` split with UMID and its controls (its `controls` split
+    of non-member names) and the biometric baseline on its `membership` split of media rows."""
     from mmia.cache import Cache
 
-    if testbed.name not in DEMO_TESTBEDS:
+    queries = testbed.split_for("names")
+    if testbed.target_kind not in CONTRASTIVE_KINDS or queries is None or "target" not in testbed.targets:
         return []
-    clap = testbed.name == "clap-voices"
-    settings = demo_settings(testbed.name, ctx.quick)
+    clap = testbed.target_kind == "clap"
+    settings = demo_settings(testbed.target_kind, ctx.quick)
     cfg = UmidConfig(seed=ctx.seed, **settings)
-    control = testbed.splits.get("calibration")
+    control = testbed.split_for("controls")
     limit = DEMO_CLAP_CONTROL_NAMES if clap and not ctx.quick else None
-    media_split = "photos" if testbed.name == "clip-identities" else "recordings"
     with Cache(Path(ctx.cache_dir)) as cache:
         out = audit_queries(
-            testbed.splits["queries"], testbed.targets["target"], cfg, control_names=control,
-            control_limit=limit, media=testbed.splits.get(media_split), cache=cache,
+            queries, testbed.targets["target"], cfg, control_names=control,
+            control_limit=limit, media=testbed.split_for("membership"), cache=cache,
         )
-    produced = to_results(out, name=f"{testbed.name}: umid", queries=testbed.splits["queries"],
+    produced = to_results(out, name=f"{testbed.name}: umid", queries=queries,
                           target=testbed.targets["target"],
                           settings={"umid": cfg.model_dump(), "control_names": str(control), "control_limit": limit})
     section = produced.section
