@@ -61,7 +61,9 @@ class WhisperScorer(TargetScorer):
         logits = self.model(encoder_outputs=(enc,), decoder_input_ids=dec["decoder_input_ids"].to(self.device),
                             decoder_attention_mask=dec["decoder_attention_mask"].to(self.device),
                             use_cache=False).logits
-        return self.span_losses(logits, rows)
+        from mmia.targets.generative import BatchOutput
+
+        return self.span_losses(BatchOutput(logits=logits), rows)
 
     def media_embedding_of(self, media: np.ndarray, field: str) -> np.ndarray:
         """The target's own audio embedding: the mean encoder state."""

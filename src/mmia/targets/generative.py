@@ -534,18 +534,32 @@ class _Generative:
     def reduce_batch(self, out: BatchOutput, batch: list[Encoded]) -> list[dict[str, np.ndarray]]:
         """The statistics half of `token_stats`, from `forward_batch`'s output (the engine runs it
         in a worker thread while the model runs on the next batch)."""
-        if out.logits is not None:
-            return self.reduce_logits(out.logits, batch)
-        b, width, h = out.hidden.shape
-        flat = out.hidden.reshape(b * width, h)
-        return self._reduce(batch, width, out.head.vocab, out.hidden,
-                            lambda index, work: out.head.rows(flat, index, work))
+        return self._reduce(batch, *out.row_source())
 
     def reduce_logits(self, logits, batch: list[Encoded]) -> list[dict[str, np.ndarray]]:
         """`reduce_batch` from a batch's full logits (B, T, V)."""
-        b, width, vocab = logits.shape
-        flat = logits.reshape(b * width, vocab)
-        return self._reduce(batch, width, vocab, logits, lambda index, work: gather_rows(flat, index, work))
+        return self.reduce_batch(BatchOutput(logits=logits), batch)
+
+    def position_nll(self, out: BatchOutput, index, targets):
+        """Cross-entropy (n,) float32 of the flattened (B * width) positions `index` of
+        `forward_batch`'s output, position `index[j]` predicting token `targets[j]`.
+
+        The vocabulary-sized work runs on groups of positions bounded as the statistics' groups
+        are (`_stats_group`: free memory on an accelerator), from the head on the hidden states
+        or the full logits, each group's logits upcast to float32 before the log-softmax.
+        """
+        import torch
+
+        _, vocab, source, logits_of = out.row_source()
+        index = torch.as_tensor(np.asarray(index, dtype=np.int64)).to(source.device)
+        targets = torch.as_tensor(np.asarray(targets, dtype=np.int64)).to(source.device)
+        nll = torch.empty(len(index), dtype=torch.float32, device=source.device)
+        group, work = self._stats_group(source, vocab)
+        with torch.inference_mode():
+            for g in range(0, len(index), group):
+                rows = logits_of(index[g : g + group], work).float()
+                nll[g : g + group] = torch.nn.functional.cross_entropy(rows, targets[g : g + group], reduction="none")
+        return nll
 
     def _reduce(self, batch: list[Encoded], width: int, vocab: int, source, logits_of) -> list[dict[str, np.ndarray]]:
         """Statistics of a batch of padded width `width`; `logits_of(index, work)` gives the logits
@@ -606,6 +620,18 @@ class BatchOutput:
     logits: object | None = None
     hidden: object | None = None
     head: HeadWeights | None = None
+
+    def row_source(self):
+        """(padded width, vocabulary, the tensor rows come from, `logits_of(index, work)`): the
+        logits (n, V) of rows `index` of the flattened (B * width) positions, gathered from the
+        full logits or made by the head from the hidden states."""
+        if self.logits is not None:
+            b, width, vocab = self.logits.shape
+            flat = self.logits.reshape(b * width, vocab)
+            return width, vocab, self.logits, lambda index, work: gather_rows(flat, index, work)
+        b, width, h = self.hidden.shape
+        flat = self.hidden.reshape(b * width, h)
+        return width, self.head.vocab, self.hidden, lambda index, work: self.head.rows(flat, index, work)
 
 
 _STAT_ORDER = {k: j for j, k in enumerate(DIST_STATS + TARGET_STATS)}

@@ -1,0 +1,171 @@
+"""FiMMIA's generic scorer (`TargetScorer`) on the hidden states: the output head applied to the
+loss spans' positions only, never the model's (B, T, V) logits; losses equal those of the full
+logits (float32 and bf16), soft-capping reproduced, a logit scale kept on the full path; a token
+budget changes the batches, not the losses."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from test_head_rows import _save_text_model
+from tiny_models import tiny_dir, write_media_dataset  # noqa: F401  (fixture)
+
+from mmia.data import load_dataset
+from mmia.fimmia.scoring_target import TargetScorer
+from mmia.perturb import NeighbourConfig, NeighbourMaker
+from mmia.perturb.neighbours import decode_media
+from mmia.targets import load_target
+
+torch.set_num_threads(1)
+
+
+def _full_logits_losses(scorer, rows, media) -> list[float]:
+    """The scorer's losses as it computed them before the hidden-state path: the model's full
+    logits per batch of `batch_size` rows, cross-entropy over each row's loss span."""
+    out = []
+    for s in range(0, len(rows), scorer.batch_size):
+        enc = scorer.target.encode_batch(rows[s : s + scorer.batch_size], None, media[s : s + scorer.batch_size])
+        with torch.inference_mode():
+            logits, _ = scorer.target.logits(enc)
+        for i, e in enumerate(enc):
+            start, stop = scorer.layout.loss_span(e)
+            if stop <= start:
+                out.append(float("nan"))
+                continue
+            pos = torch.arange(start - 1, stop - 1)
+            tgt = torch.from_numpy(e.input_ids[start:stop])
+            out.append(float(torch.nn.functional.cross_entropy(logits[i, pos].float(), tgt).item()))
+    return out
+
+
+def _recorded(scorer):
+    """The scorer with the (rows, media) of every `losses` call recorded."""
+    calls, inner = [], scorer.losses
+
+    def losses(rows, media):
+        calls.append((rows, media))
+        return inner(rows, media)
+
+    scorer.losses = losses
+    return calls
+
+
+def _no_full_logits(target):
+    def refuse(*_a, **_k):
+        raise AssertionError("the scorer asked for the model's full logits")
+
+    target.logits = refuse
+
+
+def _work(tmp_path, n=3, k=5):
+    ds = load_dataset(write_media_dataset(tmp_path / "d", n=n))
+    maker = NeighbourMaker(NeighbourConfig(k=k, field="answer", text_techniques=("delete", "swap")))
+    return [(s, maker.make(s), decode_media(s, "image")) for s in ds]
+
+
+def _check_against_full_logits(path, tmp_path, tol=1e-5, dtype=None, **scorer_kw):
+    """Score through the hidden-state path (target.logits refused) and compare every `losses`
+    call with the full-logits computation on a second copy of the model; returns the scorer."""
+    scorer = TargetScorer(path, target=load_target(path, device="cpu", dtype=dtype), **scorer_kw)
+    _no_full_logits(scorer.target)
+    ref = TargetScorer(path, target=load_target(path, device="cpu", dtype=dtype), **scorer_kw)
+    calls = _recorded(scorer)
+    for s, nbs, img in _work(tmp_path):
+        orig, nb = scorer.score_sample(s, nbs, img, "image")
+        rows, media = calls[-1]
+        want = _full_logits_losses(ref, rows, media)
+        np.testing.assert_allclose([orig, *nb], want, rtol=0, atol=tol)
+        assert np.ptp(nb) > 0
+    return scorer
+
+
+@pytest.mark.parametrize("model", ["qwen2vl", "causal_lm", "gpt2"])
+def test_losses_from_hidden_states_equal_the_full_logits(tiny_dir, tmp_path, model):  # noqa: F811
+    scorer = _check_against_full_logits(tiny_dir(model), tmp_path, batch_size=4)
+    assert scorer.target.__dict__["_head"], "the hidden-state path was not taken"
+
+
+def test_bf16_forward_gives_float32_losses(tiny_dir, tmp_path, monkeypatch):  # noqa: F811
+    # The model runs in bf16; each group's logits are upcast before the cross-entropy, as the
+    # full-logits path upcast the model's bf16 logits: the same losses.
+    import mmia.targets.generative as G
+
+    seen = []
+    inner = G._Generative.position_nll
+
+    def recording(self, out, index, targets):
+        nll = inner(self, out, index, targets)
+        seen.append((out.hidden.dtype if out.hidden is not None else None, nll.dtype))
+        return nll
+
+    monkeypatch.setattr(G._Generative, "position_nll", recording)
+    scorer = _check_against_full_logits(tiny_dir("causal_lm"), tmp_path, tol=1e-5, dtype=torch.bfloat16)
+    assert scorer.target.model.dtype == torch.bfloat16 and scorer.target.__dict__["_head"]
+    assert seen and all(d == (torch.bfloat16, torch.float32) for d in seen)
+
+
+def test_soft_capping_is_reproduced(tmp_path):
+    path = _save_text_model(tmp_path / "g2", "Gemma2ForCausalLM", "Gemma2Config", final_logit_softcapping=0.05)
+    scorer = _check_against_full_logits(path, tmp_path)
+    assert scorer.target.__dict__["_head"][1].softcap == 0.05
+
+
+def test_a_logit_scale_keeps_the_full_logits(tmp_path):
+    path = _save_text_model(tmp_path / "cohere", "CohereForCausalLM", "CohereConfig", logit_scale=0.5)
+    scorer = _check_against_full_logits(path, tmp_path)
+    assert scorer.target.__dict__["_head"] is False  # the check on the first batch fell back, for good
+
+
+def test_head_groups_bound_the_vocabulary_sized_work(tiny_dir, tmp_path, monkeypatch):  # noqa: F811
+    # One position a group: the same losses as one group for everything.
+    path = tiny_dir("causal_lm")
+    (s, nbs, _), = _work(tmp_path, n=1)
+    whole = TargetScorer(path, target=load_target(path, device="cpu")).score_sample(s, nbs, None, None)
+    scorer = TargetScorer(path, target=load_target(path, device="cpu"))
+    groups = []
+    monkeypatch.setattr(scorer.target, "_stats_group", lambda src, vocab: (groups.append(vocab) or 1, None))
+    got = scorer.score_sample(s, nbs, None, None)
+    assert groups
+    np.testing.assert_allclose([got[0], *got[1]], [whole[0], *whole[1]], rtol=0, atol=1e-6)
+
+
+def _widths(target):
+    """The target with each forward batch's (rows, padded width) recorded."""
+    seen, inner = [], target.forward_batch
+
+    def forward(batch, inputs=None):
+        seen.append((len(batch), max(len(e) for e in batch)))
+        return inner(batch, inputs)
+
+    target.forward_batch = forward
+    return seen
+
+
+def test_a_token_budget_changes_the_batches_not_the_losses(tiny_dir, tmp_path):  # noqa: F811
+    path = tiny_dir("qwen2vl")
+    work = _work(tmp_path, n=2, k=7)
+    plain = TargetScorer(path, target=load_target(path, device="cpu"), batch_size=8)
+    budget = 3 * 40
+    packed = TargetScorer(path, target=load_target(path, device="cpu"), batch_size=8, max_batch_tokens=budget)
+    a, b = _widths(plain.target), _widths(packed.target)
+    for s, nbs, img in work:
+        x, y = plain.score_sample(s, nbs, img, "image"), packed.score_sample(s, nbs, img, "image")
+        np.testing.assert_allclose([y[0], *y[1]], [x[0], *x[1]], rtol=0, atol=1e-5)
+    assert [n for n, _ in a] == [8, 8]  # 1 + 7 rows a sample: one batch each without a budget
+    assert len(b) > len(a) and sum(n for n, _ in b) == 16
+    assert all(n * w <= budget or n == 1 for n, w in b)
+
+
+def test_rows_without_an_answer_are_nan(tiny_dir):  # noqa: F811
+    from mmia.data.schema import Sample
+
+    path = tiny_dir("causal_lm")
+    scorer = TargetScorer(path, target=load_target(path, device="cpu"))
+    s = Sample(id="a", row=1, prompt="Describe the image:", answer="a red square")
+    empty = dataclasses.replace(s, answer="")
+    got = scorer.losses([s, empty, s], [None] * 3)
+    assert np.isfinite(got[0]) and np.isnan(got[1]) and got[2] == pytest.approx(got[0], abs=1e-6)
+    assert np.isnan(scorer.losses([empty], [None])).all()
