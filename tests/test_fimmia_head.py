@@ -169,3 +169,55 @@ def test_rows_without_an_answer_are_nan(tiny_dir):  # noqa: F811
     got = scorer.losses([s, empty, s], [None] * 3)
     assert np.isfinite(got[0]) and np.isnan(got[1]) and got[2] == pytest.approx(got[0], abs=1e-6)
     assert np.isnan(scorer.losses([empty], [None])).all()
+
+
+def test_whisper_scorer_reads_the_decoders_hidden_states(tmp_path):
+    # The encoder-decoder scorer shares the encoder states between rows and runs its decoder
+    # through the same head capture: (B, 1, V) logits out of the model, the losses of its full
+    # logits, also under a token budget on the decoder tokens.
+    from tiny_models import save_whisper, write_audio_captions
+
+    from mmia.data.schema import Sample
+    from mmia.fimmia.scoring_audio import WhisperScorer
+
+    path = save_whisper(tmp_path / "w", seed=0, d_model=32)
+    (tmp_path / "a").mkdir()
+    clip = write_audio_captions(tmp_path / "a", "t", n=1).parent / "0.wav"
+    s = Sample(id="s", row=1, prompt="what do you hear", answer="a loud high tone then a short quiet hiss", audio=clip)
+    nbs = NeighbourMaker(NeighbourConfig(k=6, field="answer+media", text_techniques=("delete", "swap"))).make(s)
+    wave = decode_media(s, "audio")
+    kw = dict(batch_size=4, answer_template=" {answer}</s>")
+    full = WhisperScorer(path, **kw)
+    full.target.stats_path = "full"
+    want = full.score_sample(s, nbs, wave, "audio")
+    calls = {}
+    for budget in (None, 40):
+        scorer = WhisperScorer(path, max_batch_tokens=budget, **kw)
+        widths = calls[budget] = []
+        scorer.model.register_forward_hook(lambda _m, _i, out, w=widths: w.append(out.logits.shape[1]))
+        got = scorer.score_sample(s, nbs, wave, "audio")
+        np.testing.assert_allclose([got[0], *got[1]], [want[0], *want[1]], rtol=0, atol=1e-5)
+        assert scorer.target.__dict__["_head"] and set(widths) == {1}
+    assert len(calls[None]) == 2 < len(calls[40])  # 7 rows: batches of 4, or of what fits 40 tokens
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_llava_scorer_under_a_token_budget(tiny_dir, tmp_path, reuse):  # noqa: F811
+    # LLaVA's own paths (packed tails on the shared prefix, full rows) cut by the same budget:
+    # more forward passes, the same losses.
+    from mmia.fimmia.scoring_llava import LlavaScorer
+
+    path = tiny_dir("llava")
+    ds = load_dataset(write_media_dataset(tmp_path / "d", n=2))
+    maker = NeighbourMaker(NeighbourConfig(k=6, field="answer+media", text_techniques=("delete", "swap")))
+    passes = {}
+    results = {}
+    for budget in (None, 60):
+        scorer = LlavaScorer(path, device="cpu", reuse=reuse, batch_size=8, max_batch_tokens=budget)
+        n = passes[budget] = []
+        scorer.model.model.register_forward_hook(lambda _m, _i, _o, n=n: n.append(1))
+        results[budget] = [scorer.score_sample(s, maker.make(s, decode_media(s, "image")), decode_media(s, "image"),
+                                               "image") for s in ds]
+    for (a0, a), (b0, b) in zip(results[None], results[60], strict=True):
+        np.testing.assert_allclose([b0, *b], [a0, *a], rtol=0, atol=1e-5)
+    assert len(passes[60]) > len(passes[None])

@@ -479,20 +479,26 @@ class _Generative:
         """One forward pass for the statistics: the hidden states and the head where the model's
         head can be applied by mmia (never a (B, T, V) tensor), else the full logits."""
         inputs = self.collate(batch) if inputs is None else inputs
+        return self.forward_with_head(lambda: self._run(inputs), tuple(inputs[self._mask_key].shape))
+
+    def forward_with_head(self, run, shape: tuple) -> BatchOutput:
+        """`forward_batch` for a forward pass the caller writes: `run()` calls this target's model
+        and returns its output, for positions of `shape` (B, T) (FiMMIA's Whisper scorer passes
+        the encoder states it shares between rows)."""
         state = self._head_state()
         if state is None:
-            return BatchOutput(logits=self._run(inputs).logits)
+            return BatchOutput(logits=run().logits)
         capture, weights = state
         with capture.capturing() as got:
-            out = self._run(inputs)
+            out = run()
         hidden = got.hidden
         got.hidden = None
-        if hidden is None or tuple(hidden.shape[:2]) != tuple(inputs[self._mask_key].shape):
-            return self._full_from_now(inputs)  # the head was not given (B, T, H) hidden states
+        if hidden is None or tuple(hidden.shape[:2]) != tuple(shape):
+            return self._full_from_now(run)  # the head was not given (B, T, H) hidden states
         if not self.__dict__.get("_head_checked"):
             matched = matching_head(weights, hidden, out.logits, softcap_of(self.model.config))
             if matched is None:
-                return self._full_from_now(inputs)
+                return self._full_from_now(run)
             self._head, self._head_checked = (capture, matched), True
             weights = matched
         return BatchOutput(hidden=hidden, head=weights)
@@ -507,13 +513,14 @@ class _Generative:
             state = self._head = False if found is None else (HeadCapture(found[0]), found[1])
         return state or None
 
-    def _full_from_now(self, inputs: dict) -> BatchOutput:
-        """This model's logits are not mmia's head on its hidden states: the full path, for good."""
+    def _full_from_now(self, run) -> BatchOutput:
+        """This model's logits are not mmia's head on its hidden states: the full path, for good
+        (`run()` once more, the head unhooked)."""
         state = self.__dict__.get("_head")
         if state:
             state[0].remove()
         self._head = False
-        return BatchOutput(logits=self._run(inputs).logits)
+        return BatchOutput(logits=run().logits)
 
     def token_stats(self, batch: list[Encoded]) -> list[dict[str, np.ndarray]]:
         """Per-sample statistics of one batch: dict with `codes` (L,) and each STAT_NAMES (L-1,).
