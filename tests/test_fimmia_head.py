@@ -221,3 +221,41 @@ def test_llava_scorer_under_a_token_budget(tiny_dir, tmp_path, reuse):  # noqa: 
     for (a0, a), (b0, b) in zip(results[None], results[60], strict=True):
         np.testing.assert_allclose([b0, *b], [a0, *a], rtol=0, atol=1e-5)
     assert len(passes[60]) > len(passes[None])
+
+
+def test_cli_fimmia_train_and_score_take_a_token_budget(tiny_dir, tmp_path):  # noqa: F811
+    import json
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from mmia.cli import app
+
+    data = write_media_dataset(tmp_path / "d", n=12, image=False)
+    target, atk, runner = tiny_dir("causal_lm"), tmp_path / "atk", CliRunner()
+    common = ["--target", str(target), "--max-batch-tokens", "40"]
+    res = runner.invoke(app, ["-q", "fimmia", "train", str(data), *common, "--out", str(atk), "--k", "3",
+                              "--field", "answer", "--text-embedder", "none", "--media-embedder", "none",
+                              "--holdout", "0.5", "--batch-size", "4", "--cache-dir", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    saved = json.loads((atk / "config.json").read_text())
+    assert "max_batch_tokens" not in saved["settings"]["fimmia"]  # how it was batched is not the attack
+    held = json.loads((atk / "holdout" / "results.json").read_text())
+    assert held["settings"]["max_batch_tokens"] == 40
+    want = pd.read_parquet(atk / "holdout" / "scores.parquet")
+    # Scored again from scratch (a fresh cache) under another budget: the same scores.
+    res = runner.invoke(app, ["-q", "fimmia", "score", str(data), *common[:2], "--max-batch-tokens", "25",
+                              "--attack-model", str(atk), "--out", str(tmp_path / "s"), "--skip-trained",
+                              "--cache-dir", str(tmp_path / "c2")])
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert out["settings"]["max_batch_tokens"] == 25
+    got = pd.read_parquet(tmp_path / "s" / "scores.parquet")
+    assert list(got["id"]) == list(want["id"])
+    for col in ("fimmia", "loss", "neighbourhood"):
+        np.testing.assert_allclose(got[col], want[col], rtol=0, atol=1e-5, err_msg=col)
+    # Without the option the results record no budget, as before.
+    res = runner.invoke(app, ["-q", "fimmia", "score", str(data), *common[:2], "--attack-model", str(atk),
+                              "--out", str(tmp_path / "s0"), "--skip-trained", "--cache-dir", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    assert "max_batch_tokens" not in json.loads((tmp_path / "s0" / "results.json").read_text())["settings"]
