@@ -88,6 +88,17 @@ def test_losses_from_hidden_states_equal_the_full_logits(tiny_dir, tmp_path, mod
     assert scorer.target.__dict__["_head"], "the hidden-state path was not taken"
 
 
+@pytest.mark.parametrize("kind", ["llava_next", "qwen2_5_vl", "idefics3", "gemma3", "llava_onevision", "smolvlm",
+                                  "mllama"])
+def test_every_vlm_type_on_the_hidden_states(tiny_dir, tmp_path, kind):  # noqa: F811
+    import tiny_vlms_b
+
+    own = getattr(tiny_vlms_b, f"save_{kind}", None)
+    path = own(tmp_path / kind) if own is not None else tiny_dir(kind)
+    scorer = _check_against_full_logits(path, tmp_path, batch_size=4)
+    assert scorer.target.__dict__["_head"], "the hidden-state path was not taken"
+
+
 def test_bf16_forward_gives_float32_losses(tiny_dir, tmp_path, monkeypatch):  # noqa: F811
     # The model runs in bf16; each group's logits are upcast before the cross-entropy, as the
     # full-logits path upcast the model's bf16 logits: the same losses.
