@@ -115,3 +115,34 @@ def test_fimmia_train_two_model_on_ray_equals_local_and_a_rerun_reuses_the_shard
     saved = FimmiaModel.load(tmp_path / "ray")
     for name, w in saved.net.state_dict().items():
         np.testing.assert_allclose(w.numpy(), got[name].numpy(), atol=1e-6, rtol=0, err_msg=name)
+
+
+def test_fimmia_features_on_ray_under_a_token_budget(tmp_path, ray_cluster, monkeypatch):
+    """The budget reaches the actors' scorers beside the config (no dump holds it): the local
+    features, and the shard key of a run without it (a rerun without the budget reuses them)."""
+    from tiny_models import save_causal_lm, write_media_dataset
+
+    from mmia import progress
+    from mmia.data import load_dataset
+    from mmia.fimmia.pipeline import FeatureExtractor
+    from mmia.fimmia.ray_features import FeatureWorker, features_on_ray
+
+    target = save_causal_lm(tmp_path / "lm")
+    data = write_media_dataset(tmp_path / "d", n=4, image=False)
+    ds = load_dataset(data)
+    cfg = FimmiaConfig(neighbours=NeighbourConfig(k=3, field="answer"), text_embedder=None, media_embedder=None,
+                       batch_size=4)
+    budgeted = cfg.model_copy(update={"max_batch_tokens": 25})
+    # what an actor builds from the driver's kwargs (here, without Ray: its scorer is the point)
+    monkeypatch.setattr(progress, "set_quiet", lambda _on: None)
+    monkeypatch.setattr(progress, "quiet_libraries", lambda: None)
+    worker = FeatureWorker(path=str(data), target=str(target), cfg=budgeted.model_dump(mode="json"), threads=1,
+                           max_batch_tokens=25)
+    assert worker.extractor.scorer.max_batch_tokens == 25
+    want = FeatureExtractor(target, cfg, None).features(ds)
+    got, info = features_on_ray(ds, target, budgeted, tmp_path / "out")
+    assert info["computed"] == 4
+    np.testing.assert_allclose(got.loss, want.loss, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got.original_loss, want.original_loss, rtol=0, atol=1e-5)
+    _, again = features_on_ray(ds, target, cfg, tmp_path / "out")
+    assert again["reused"] == 4 and again["computed"] == 0

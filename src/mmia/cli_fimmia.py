@@ -26,6 +26,7 @@ def _config(
     prompt_template,
     device,
     answer_template=None,
+    max_batch_tokens=None,
 ):
     from mmia.fimmia.pipeline import FimmiaConfig
     from mmia.perturb import NeighbourConfig
@@ -35,6 +36,7 @@ def _config(
         text_embedder=None if text_embedder == "none" else text_embedder,
         media_embedder=None if media_embedder == "none" else media_embedder,
         batch_size=batch_size,
+        max_batch_tokens=max_batch_tokens,
         reuse=not no_reuse,
         prompt_template=prompt_template,
         answer_template=answer_template,
@@ -72,6 +74,7 @@ def train_cmd(
         "feature pass per candidate)."
     ),
     batch_size: int = typer.Option(32, "--batch-size"),
+    max_batch_tokens: int = opt.MAX_BATCH_TOKENS,
     no_reuse: bool = typer.Option(False, "--no-reuse", help="Score every neighbour from scratch (slower)."),
     prompt_template: str = typer.Option(
         "{media}{prompt}", "--prompt-template", help="Text before the answer; {media} = the media placeholders."
@@ -104,6 +107,7 @@ def train_cmd(
         prompt_template,
         device,
         answer_template,
+        max_batch_tokens,
     )
     model, result = api.train(
         data,
@@ -149,6 +153,7 @@ def score_cmd(
     ),
     out: Path = typer.Option(..., "--out", help="Results directory."),
     batch_size: int = typer.Option(None, "--batch-size"),
+    max_batch_tokens: int = opt.MAX_BATCH_TOKENS,
     device: str = typer.Option("auto", "--device", help="cpu, cuda, ... (auto: CUDA when present)."),
     cache_dir: Path = typer.Option(None, "--cache", "--cache-dir", help="Value cache (default: the user cache)."),
     skip_bad: bool = typer.Option(False, "--skip-bad"),
@@ -162,8 +167,8 @@ def score_cmd(
     from mmia.fimmia import api
 
     result = api.score(data, target, attack_model, out, cache_dir=cache_dir, skip_bad=skip_bad, batch_size=batch_size,
-                       device=None if device == "auto" else device, skip_trained=skip_trained, base=base,
-                       engine=engine, **ray.as_kwargs())
+                       max_batch_tokens=max_batch_tokens, device=None if device == "auto" else device,
+                       skip_trained=skip_trained, base=base, engine=engine, **ray.as_kwargs())
     if result.attacks:
         from mmia.report import print_run
 

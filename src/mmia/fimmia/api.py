@@ -321,6 +321,8 @@ def evaluate(model: FimmiaModel, ds: Dataset, target, cfg: FimmiaConfig, cache, 
             "fimmia": model.settings.get("fimmia"),
             "protocol": model.settings.get("protocol"),
             "n_train_samples": len(model.train_ids),
+            # only when given, as `mmia attack` records it (default runs' files unchanged)
+            **({"max_batch_tokens": cfg.max_batch_tokens} if cfg.max_batch_tokens is not None else {}),
             **({"engine_kind": "ray", "ray": ray_info} if ray_info is not None else {}),
         },
         notes=f"FiMMIA ({model.settings.get('protocol')} protocol) trained on {len(model.train_ids)} samples, "
@@ -342,6 +344,7 @@ def score(
     cache_dir=None,
     skip_bad: bool = False,
     batch_size: int | None = None,
+    max_batch_tokens: int | None = None,
     device: str | None = None,
     skip_trained: bool = False,
     base: str | Path | None = None,
@@ -356,6 +359,7 @@ def score(
     """Score DATA with a saved attack model; samples it was trained on are refused, or with
     `skip_trained` left out (so the file `train --holdout` split scores as its held-out part).
     `base`: a PEFT adapter target's base (default: the one the attack model was trained with).
+    `max_batch_tokens`: cut the target's forward batches at that many padded tokens too (same scores).
     `engine="ray"`: the features on Ray Data actors (`--ray-address`, `--workers`, ...: docs/scale.md)."""
     model = FimmiaModel.load(attack_model)
     cfg = FimmiaConfig(**model.settings["fimmia"])
@@ -363,7 +367,8 @@ def score(
         cfg = cfg.model_copy(update={"adapter_base": str(base)})
     if batch_size:
         cfg = cfg.model_copy(update={"batch_size": batch_size})
-    cfg = cfg.model_copy(update={"device": device})  # where to run is not part of the attack
+    # where and in what batches to run are not part of the attack
+    cfg = cfg.model_copy(update={"device": device, "max_batch_tokens": max_batch_tokens})
     ds = load_dataset(data, skip_bad=skip_bad)
     overlap = set(model.train_ids) & set(ds.ids)
     if overlap and skip_trained:

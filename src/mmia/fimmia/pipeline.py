@@ -40,6 +40,11 @@ class FimmiaConfig(BaseModel):
     answer_template: str | None = Field(None, description="e.g. ' {answer}</s>'; None: answer_sep + answer")
     max_frames: int = 8
     batch_size: int = 32
+    # How rows are batched, not what is computed (same losses): kept out of every dump, so
+    # cache and shard keys and saved attack models are those of a run without it.
+    max_batch_tokens: int | None = Field(
+        None, ge=1, exclude=True, description="also cut forward batches at this many padded tokens (rows x width)"
+    )
     reuse: bool = Field(True, description="reuse the media encoder output and the prefix KV cache")
     device: str | None = Field(None, description="cpu, cuda, ... (None: CUDA when present)")
     adapter_base: str | None = Field(
@@ -74,6 +79,7 @@ def make_scorer(target: str | Path, cfg: FimmiaConfig):
     the targets layer with full forward passes (`scoring_target.TargetScorer`, which says so)."""
     common = dict(
         batch_size=cfg.batch_size,
+        max_batch_tokens=cfg.max_batch_tokens,
         reuse=cfg.reuse,
         prompt_template=cfg.prompt_template,
         answer_sep=cfg.answer_sep,

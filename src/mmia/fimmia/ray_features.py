@@ -35,13 +35,14 @@ class FeatureWorker(BlockWorker):
     each block's raw FiMMIA values as a Parquet file."""
 
     def __init__(self, *, path: str, target: str, cfg: dict, threads: int, base: str | None = None,
-                 allow_download: bool = False, **block):
+                 allow_download: bool = False, max_batch_tokens: int | None = None, **block):
         super().__init__(path=path, threads=threads, **block)
         from mmia import offline
         from mmia.fimmia.pipeline import FeatureExtractor, FimmiaConfig, make_scorer
 
         offline.configure(allow_download=allow_download)
-        config = FimmiaConfig(**cfg)
+        # the token budget travels beside the config: no dump of it holds one (`FimmiaConfig`)
+        config = FimmiaConfig(**cfg, max_batch_tokens=max_batch_tokens)
         if base is None:
             self.extractor = FeatureExtractor(target, config, cache=None)
         else:  # api.base_extractor's: only the media embeddings read the target (media_embedder "target")
@@ -72,7 +73,8 @@ def features_on_ray(ds: Dataset, target, cfg, out_dir, *, base=None, ray: RayOpt
             "reused": len(ds) - len(todo), "computed": 0}
     if todo:
         kwargs = {"target": str(target), "base": None if base is None else str(base),
-                  "cfg": cfg.model_dump(mode="json"), "allow_download": downloads_allowed()}
+                  "cfg": cfg.model_dump(mode="json"), "max_batch_tokens": cfg.max_batch_tokens,
+                  "allow_download": downloads_allowed()}
         ran, _ = run_blocks(path=Path(ds.path), todo=todo, worker=FeatureWorker, kwargs=kwargs, shard_dir=shard_dir,
                             ray=ray, batch_size=cfg.batch_size,
                             description=f"FiMMIA features ({'base' if base else 'target'}) of")

@@ -21,6 +21,7 @@ class ScorerBase:
         model_dir: str | Path,
         *,
         batch_size: int = 32,
+        max_batch_tokens: int | None = None,
         reuse: bool = True,
         prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
         answer_sep: str = " ",
@@ -43,6 +44,7 @@ class ScorerBase:
         self.layout = FimmiaLayout(prompt_template, answer_template)
         self.layout.apply(self.target)
         self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
         self.reuse = reuse
         self.prompt_template = prompt_template
         self.answer_sep = answer_sep
@@ -57,3 +59,10 @@ class ScorerBase:
 
     def _setup(self) -> None:
         """Scorer-specific state derived from the checked, laid-out target."""
+
+    def batches(self, lengths) -> list[slice]:
+        """Forward batches over rows of these token counts, in order: `batch_size` rows each, also
+        cut at `max_batch_tokens` padded tokens where that is set (`mmia.engine.packing`)."""
+        from mmia.engine.packing import token_batches
+
+        return token_batches(lengths, self.max_batch_tokens, self.batch_size)

@@ -56,12 +56,14 @@ class WhisperScorer(TargetScorer):
         return self.model.get_encoder()(**moved).last_hidden_state
 
     def _decode_losses(self, enc, rows) -> list[float]:
-        """Loss of each encoded row given its encoder states `enc` (B, S, D)."""
+        """Loss of each encoded row given its encoder states `enc` (B, S, D): the decoder's hidden
+        states with the head on the loss spans' positions, as the other targets' (`TargetScorer`)."""
         dec = self.target.collate(rows)  # rows without encoder features: the decoder side alone
-        logits = self.model(encoder_outputs=(enc,), decoder_input_ids=dec["decoder_input_ids"].to(self.device),
-                            decoder_attention_mask=dec["decoder_attention_mask"].to(self.device),
-                            use_cache=False).logits
-        return self.span_losses(logits, rows)
+        ids, mask = dec["decoder_input_ids"].to(self.device), dec["decoder_attention_mask"].to(self.device)
+        out = self.target.forward_with_head(
+            lambda: self.model(encoder_outputs=(enc,), decoder_input_ids=ids, decoder_attention_mask=mask,
+                               use_cache=False), tuple(mask.shape))
+        return self.span_losses(out, rows)
 
     def media_embedding_of(self, media: np.ndarray, field: str) -> np.ndarray:
         """The target's own audio embedding: the mean encoder state."""
@@ -84,9 +86,9 @@ class WhisperScorer(TargetScorer):
         out: list[float] = []
         with torch.inference_mode():
             own_enc = self._encode([own]) if self.reuse else None
-            for s in range(0, len(rows), self.batch_size):
-                chunk, chunk_waves = rows[s : s + self.batch_size], waves[s : s + self.batch_size]
-                enc_rows = self.target.encode_text_batch(chunk, [own] * len(chunk))
+            decoded = self.target.encode_text_batch(rows, [own] * len(rows))  # each row's ids on its own
+            for cut in self.batches([len(e) for e in decoded]):  # the budget counts decoder tokens
+                chunk, chunk_waves, enc_rows = rows[cut], waves[cut], decoded[cut]
                 if self.reuse:
                     enc = own_enc.expand(len(chunk), -1, -1).clone()
                     new = [i for i, w in enumerate(chunk_waves) if w is not None]

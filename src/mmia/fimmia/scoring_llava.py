@@ -194,8 +194,8 @@ class LlavaScorer(ScorerBase):
     def score_rows(self, rows: list[Row]) -> list[float]:
         """Full forward per row (vision tower included), batched."""
         out = []
-        for s in range(0, len(rows), self.batch_size):
-            chunk = rows[s : s + self.batch_size]
+        for cut in self.batches([len(r.prefix) + len(r.answer) for r in rows]):
+            chunk = rows[cut]
             ids, mask = self._pad([r.prefix + r.answer for r in chunk])
             pv = [r.pixel_values for r in chunk if r.pixel_values is not None]
             hidden = self.model.model(
@@ -242,8 +242,7 @@ class LlavaScorer(ScorerBase):
         packed = pack_tails(tails, shared, self._pad_id, width)
         table = [pre.last_hidden_state[0]]
         dtype = pre.last_hidden_state.dtype
-        for b in range(0, packed.n_bins, self.batch_size):
-            sl = slice(b, b + self.batch_size)
+        for sl in self.batches([packed.ids.shape[1]] * packed.n_bins):  # every bin is `width` tokens
             mask = self._attention_mask(torch.from_numpy(packed.allowed[sl]).to(self.device), dtype)
             hidden = self._lm(
                 input_ids=torch.from_numpy(packed.ids[sl]).to(self.device),
@@ -266,8 +265,8 @@ class LlavaScorer(ScorerBase):
         embed = self.model.get_input_embeddings()
         image_id = self.model.config.image_token_id
         out = []
-        for s in range(0, len(rows), self.batch_size):
-            chunk = rows[s : s + self.batch_size]
+        for cut in self.batches([len(r.prefix) + len(r.answer) for r in rows]):
+            chunk = rows[cut]
             ids, mask = self._pad([r.prefix + r.answer for r in chunk])
             emb = embed(ids)
             if feats is not None:

@@ -11,6 +11,13 @@ original equals the score attacks' `loss`. There is no prefix or media reuse on 
 row, original or neighbour, is one full forward pass, batched (`settings()["reuse"]` says so,
 and so does the run's output).
 
+No (B, T, V) logits: each batch runs through the target's `forward_batch`, which keeps the
+hidden states its output head is given (`mmia.targets.head`), and the head is applied to the
+loss spans' positions only, in groups bounded by free memory, upcast to float32 before the
+cross-entropy (`position_nll`); a model whose logits are not its head's (a logit scale, a head
+that is no plain linear layer) keeps its full logits, as the score attacks do. Batches are
+`batch_size` rows, also cut by a token budget where `max_batch_tokens` is set.
+
 FiMMIA's templates lay text out as `mmia.fimmia.layout` says (shared with the LLaVA scorer).
 """
 
@@ -84,31 +91,38 @@ class TargetScorer(ScorerBase):
 
     # --- forward passes ------------------------------------------------------------------------
     def losses(self, rows, media: list) -> list[float]:
-        """Mean answer-token cross-entropy of each row (NaN without answer tokens), batched."""
-        import torch
+        """Mean loss-span cross-entropy of each row (NaN without answer tokens), batched.
 
-        out: list[float] = []
+        Rows are encoded `batch_size` at a time, then run in the batches `batches` cuts (the
+        same ones without a token budget). Each batch is one forward pass of the target
+        (`forward_batch`): the hidden states with the head applied to the loss spans' positions
+        only, or the full logits where the target keeps them (`mmia.targets.head`).
+        """
+        encs = []
         for s in range(0, len(rows), self.batch_size):
-            enc = self.target.encode_batch(rows[s : s + self.batch_size], None, media[s : s + self.batch_size])
-            with torch.inference_mode():
-                logits, _ = self.target.logits(enc)
-            out += self.span_losses(logits, enc)
+            encs += self.target.encode_batch(rows[s : s + self.batch_size], None, media[s : s + self.batch_size])
+        out: list[float] = []
+        for cut in self.batches([len(e) for e in encs]):
+            out += self.span_losses(self.target.forward_batch(encs[cut]), encs[cut])
         return out
 
-    def span_losses(self, logits, encs) -> list[float]:
-        """Mean cross-entropy over each encoded row's loss span, from its logits (B, T, V)."""
-        import torch
-
-        out = []
-        for i, e in enumerate(encs):
-            start, stop = self.layout.loss_span(e)
-            if stop <= start:
-                out.append(float("nan"))
-                continue
-            pos = torch.arange(start - 1, stop - 1, device=logits.device)  # row t predicts token t + 1
-            tgt = torch.from_numpy(e.input_ids[start:stop]).to(logits.device)
-            out.append(float(torch.nn.functional.cross_entropy(logits[i, pos].float(), tgt).item()))
-        return out
+    def span_losses(self, out, encs) -> list[float]:
+        """Mean cross-entropy over each encoded row's loss span, from `forward_batch`'s output
+        (`mmia.targets.generative.BatchOutput`) for the padded batch of `encs`."""
+        width = out.row_source()[0]
+        spans = [self.layout.loss_span(e) for e in encs]
+        index, targets, lengths = [], [], []
+        for i, (e, (start, stop)) in enumerate(zip(encs, spans, strict=True)):
+            n = max(stop - start, 0)
+            index.append(i * width + np.arange(start - 1, start - 1 + n))  # position t predicts token t + 1
+            targets.append(e.input_ids[start : start + n])
+            lengths.append(n)
+        if not sum(lengths):
+            return [float("nan")] * len(encs)
+        nll = self.target.position_nll(out, np.concatenate(index), np.concatenate(targets)).cpu().numpy()
+        ends = np.cumsum(lengths)
+        return [float(nll[end - n : end].mean(dtype=np.float64)) if n else float("nan")
+                for n, end in zip(lengths, ends, strict=True)]
 
     def score_sample(self, sample, neighbours, media: np.ndarray | None, media_field: str | None):
         """(original loss, (K,) neighbour losses) of one sample, each row a full forward pass."""

@@ -479,20 +479,26 @@ class _Generative:
         """One forward pass for the statistics: the hidden states and the head where the model's
         head can be applied by mmia (never a (B, T, V) tensor), else the full logits."""
         inputs = self.collate(batch) if inputs is None else inputs
+        return self.forward_with_head(lambda: self._run(inputs), tuple(inputs[self._mask_key].shape))
+
+    def forward_with_head(self, run, shape: tuple) -> BatchOutput:
+        """`forward_batch` for a forward pass the caller writes: `run()` calls this target's model
+        and returns its output, for positions of `shape` (B, T) (FiMMIA's Whisper scorer passes
+        the encoder states it shares between rows)."""
         state = self._head_state()
         if state is None:
-            return BatchOutput(logits=self._run(inputs).logits)
+            return BatchOutput(logits=run().logits)
         capture, weights = state
         with capture.capturing() as got:
-            out = self._run(inputs)
+            out = run()
         hidden = got.hidden
         got.hidden = None
-        if hidden is None or tuple(hidden.shape[:2]) != tuple(inputs[self._mask_key].shape):
-            return self._full_from_now(inputs)  # the head was not given (B, T, H) hidden states
+        if hidden is None or tuple(hidden.shape[:2]) != tuple(shape):
+            return self._full_from_now(run)  # the head was not given (B, T, H) hidden states
         if not self.__dict__.get("_head_checked"):
             matched = matching_head(weights, hidden, out.logits, softcap_of(self.model.config))
             if matched is None:
-                return self._full_from_now(inputs)
+                return self._full_from_now(run)
             self._head, self._head_checked = (capture, matched), True
             weights = matched
         return BatchOutput(hidden=hidden, head=weights)
@@ -507,13 +513,14 @@ class _Generative:
             state = self._head = False if found is None else (HeadCapture(found[0]), found[1])
         return state or None
 
-    def _full_from_now(self, inputs: dict) -> BatchOutput:
-        """This model's logits are not mmia's head on its hidden states: the full path, for good."""
+    def _full_from_now(self, run) -> BatchOutput:
+        """This model's logits are not mmia's head on its hidden states: the full path, for good
+        (`run()` once more, the head unhooked)."""
         state = self.__dict__.get("_head")
         if state:
             state[0].remove()
         self._head = False
-        return BatchOutput(logits=self._run(inputs).logits)
+        return BatchOutput(logits=run().logits)
 
     def token_stats(self, batch: list[Encoded]) -> list[dict[str, np.ndarray]]:
         """Per-sample statistics of one batch: dict with `codes` (L,) and each STAT_NAMES (L-1,).
@@ -534,18 +541,32 @@ class _Generative:
     def reduce_batch(self, out: BatchOutput, batch: list[Encoded]) -> list[dict[str, np.ndarray]]:
         """The statistics half of `token_stats`, from `forward_batch`'s output (the engine runs it
         in a worker thread while the model runs on the next batch)."""
-        if out.logits is not None:
-            return self.reduce_logits(out.logits, batch)
-        b, width, h = out.hidden.shape
-        flat = out.hidden.reshape(b * width, h)
-        return self._reduce(batch, width, out.head.vocab, out.hidden,
-                            lambda index, work: out.head.rows(flat, index, work))
+        return self._reduce(batch, *out.row_source())
 
     def reduce_logits(self, logits, batch: list[Encoded]) -> list[dict[str, np.ndarray]]:
         """`reduce_batch` from a batch's full logits (B, T, V)."""
-        b, width, vocab = logits.shape
-        flat = logits.reshape(b * width, vocab)
-        return self._reduce(batch, width, vocab, logits, lambda index, work: gather_rows(flat, index, work))
+        return self.reduce_batch(BatchOutput(logits=logits), batch)
+
+    def position_nll(self, out: BatchOutput, index, targets):
+        """Cross-entropy (n,) float32 of the flattened (B * width) positions `index` of
+        `forward_batch`'s output, position `index[j]` predicting token `targets[j]`.
+
+        The vocabulary-sized work runs on groups of positions bounded as the statistics' groups
+        are (`_stats_group`: free memory on an accelerator), from the head on the hidden states
+        or the full logits, each group's logits upcast to float32 before the log-softmax.
+        """
+        import torch
+
+        _, vocab, source, logits_of = out.row_source()
+        index = torch.as_tensor(np.asarray(index, dtype=np.int64)).to(source.device)
+        targets = torch.as_tensor(np.asarray(targets, dtype=np.int64)).to(source.device)
+        nll = torch.empty(len(index), dtype=torch.float32, device=source.device)
+        group, work = self._stats_group(source, vocab)
+        with torch.inference_mode():
+            for g in range(0, len(index), group):
+                rows = logits_of(index[g : g + group], work).float()
+                nll[g : g + group] = torch.nn.functional.cross_entropy(rows, targets[g : g + group], reduction="none")
+        return nll
 
     def _reduce(self, batch: list[Encoded], width: int, vocab: int, source, logits_of) -> list[dict[str, np.ndarray]]:
         """Statistics of a batch of padded width `width`; `logits_of(index, work)` gives the logits
@@ -606,6 +627,18 @@ class BatchOutput:
     logits: object | None = None
     hidden: object | None = None
     head: HeadWeights | None = None
+
+    def row_source(self):
+        """(padded width, vocabulary, the tensor rows come from, `logits_of(index, work)`): the
+        logits (n, V) of rows `index` of the flattened (B * width) positions, gathered from the
+        full logits or made by the head from the hidden states."""
+        if self.logits is not None:
+            b, width, vocab = self.logits.shape
+            flat = self.logits.reshape(b * width, vocab)
+            return width, vocab, self.logits, lambda index, work: gather_rows(flat, index, work)
+        b, width, h = self.hidden.shape
+        flat = self.hidden.reshape(b * width, h)
+        return width, self.head.vocab, self.hidden, lambda index, work: self.head.rows(flat, index, work)
 
 
 _STAT_ORDER = {k: j for j, k in enumerate(DIST_STATS + TARGET_STATS)}
