@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_models import tiny_dir, write_media_dataset  # noqa: F401  (fixture)
+from tiny_models import WORDS, tiny_dir, write_media_dataset, write_texts  # noqa: F401  (fixture)
 
 from mmia.attacks.runner import run_attack, score_samples, select_attacks
 from mmia.cache import Cache
@@ -26,15 +26,8 @@ torch.set_num_threads(1)
 
 
 def _text_data(root: Path, n: int) -> Path:
-    import json
-
-    words = "the quick brown fox jumps over a lazy dog in the park".split()
-    rows = [{"id": f"t{i}", "text": " ".join(words[(i + j) % len(words)] for j in range(3 + i % 7)).capitalize(),
-             "label": i % 2} for i in range(n)]
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / "text.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+    return write_texts(root, [" ".join(WORDS[(i + j) % len(WORDS)] for j in range(3 + i % 7)).capitalize()
+                              for i in range(n)])
 
 
 def test_one_forward_pass_serves_every_attack_and_lowercase_costs_only_when_asked(tiny_dir, tmp_path):  # noqa: F811

@@ -3,13 +3,12 @@ whose statistics, cache and yields are those of a run without a budget."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from tiny_models import tiny_dir  # noqa: F401  (fixture)
+from tiny_models import WORDS, record_batch_widths, tiny_dir, write_texts  # noqa: F401  (fixture)
 
 from mmia.cache import Cache
 from mmia.data import load_dataset
@@ -44,31 +43,14 @@ def test_token_batches_known_answers():
 
 
 def _text_data(root: Path, n: int) -> Path:
-    words = "the quick brown fox jumps over a lazy dog in the park".split()
-    rows = [{"id": f"t{i}", "text": " ".join(words[(i * 5 + j) % len(words)] for j in range(2 + (i * 7) % 13)),
-             "label": i % 2} for i in range(n)]
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / "text.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def _recording(target):
-    """The target with each forward batch's (rows, padded width) recorded."""
-    seen, inner = [], target.forward_batch
-
-    def forward(batch, inputs=None):
-        seen.append((len(batch), max(len(e) for e in batch)))
-        return inner(batch, inputs)
-
-    target.forward_batch = forward
-    return seen
+    return write_texts(root, [" ".join(WORDS[(i * 5 + j) % len(WORDS)] for j in range(2 + (i * 7) % 13))
+                              for i in range(n)])
 
 
 def test_engine_with_a_token_budget_gives_the_same_statistics(tiny_dir, tmp_path):  # noqa: F811
     ds = load_dataset(_text_data(tmp_path, 24))
     t = load_target(tiny_dir("causal_lm"))
-    seen = _recording(t)
+    seen = record_batch_widths(t)
     plain = list(iter_token_stats(t, ds.samples, batch_size=8))
     assert [n for n, _ in seen] == [8, 8, 8]
     seen.clear()
@@ -106,7 +88,7 @@ def test_a_budget_with_some_rows_cached_computes_only_the_others(tiny_dir, tmp_p
     t = load_target(tiny_dir("causal_lm"))
     with Cache(tmp_path / "cache") as cache:
         list(iter_token_stats(t, ds.samples[::3], batch_size=4, cache=cache))  # every third row cached
-        seen, counts = _recording(t), EngineCounts()
+        seen, counts = record_batch_widths(t), EngineCounts()
         out = list(iter_token_stats(t, ds.samples, batch_size=4, max_batch_tokens=30, cache=cache, counts=counts))
     assert [i for i, _ in out] == length_order(ds.samples)
     assert counts.cached == 4 and counts.computed == 8 == sum(n for n, _ in seen)

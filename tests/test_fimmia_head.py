@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from test_head_rows import _save_text_model
-from tiny_models import tiny_dir, write_media_dataset  # noqa: F401  (fixture)
+from tiny_models import record_batch_widths, tiny_dir, write_media_dataset  # noqa: F401  (fixture)
 
 from mmia.data import load_dataset
 from mmia.fimmia.scoring_target import TargetScorer
@@ -143,25 +143,13 @@ def test_head_groups_bound_the_vocabulary_sized_work(tiny_dir, tmp_path, monkeyp
     np.testing.assert_allclose([got[0], *got[1]], [whole[0], *whole[1]], rtol=0, atol=1e-6)
 
 
-def _widths(target):
-    """The target with each forward batch's (rows, padded width) recorded."""
-    seen, inner = [], target.forward_batch
-
-    def forward(batch, inputs=None):
-        seen.append((len(batch), max(len(e) for e in batch)))
-        return inner(batch, inputs)
-
-    target.forward_batch = forward
-    return seen
-
-
 def test_a_token_budget_changes_the_batches_not_the_losses(tiny_dir, tmp_path):  # noqa: F811
     path = tiny_dir("qwen2vl")
     work = _work(tmp_path, n=2, k=7)
     plain = TargetScorer(path, target=load_target(path, device="cpu"), batch_size=8)
     budget = 3 * 40
     packed = TargetScorer(path, target=load_target(path, device="cpu"), batch_size=8, max_batch_tokens=budget)
-    a, b = _widths(plain.target), _widths(packed.target)
+    a, b = record_batch_widths(plain.target), record_batch_widths(packed.target)
     for s, nbs, img in work:
         x, y = plain.score_sample(s, nbs, img, "image"), packed.score_sample(s, nbs, img, "image")
         np.testing.assert_allclose([y[0], *y[1]], [x[0], *x[1]], rtol=0, atol=1e-5)

@@ -616,3 +616,26 @@ def fimmia_train_then_score(data: Path, target: Path, tmp_path: Path, k: int = 3
                                 str(atk), "--out", str(tmp_path / "s"), "--cache-dir", cache])
     out = json.loads((tmp_path / "s" / "results.json").read_text()) if score.exit_code == 0 else None
     return train, cfg, held_ids, score, out
+
+
+def record_batch_widths(target) -> list[tuple[int, int]]:
+    """Patch `target.forward_batch` to record each forward batch's (rows, padded width) in the list returned."""
+    seen, inner = [], target.forward_batch
+
+    def forward(batch, inputs=None):
+        seen.append((len(batch), max(len(e) for e in batch)))
+        return inner(batch, inputs)
+
+    target.forward_batch = forward
+    return seen
+
+
+WORDS = "the quick brown fox jumps over a lazy dog in the park".split()
+
+
+def write_texts(root: Path, texts: list[str]) -> Path:
+    """`root/text.jsonl`: one text row per text, ids t0, t1, ..., labels alternating 0, 1."""
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "text.jsonl"
+    path.write_text("".join(json.dumps({"id": f"t{i}", "text": t, "label": i % 2}) + "\n" for i, t in enumerate(texts)))
+    return path
