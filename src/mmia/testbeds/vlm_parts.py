@@ -1,8 +1,9 @@
 """The pieces of the `vlm` testbed's model: tokenizer, processor and LLaVA configuration.
 
 Everything is built here from scratch in transformers' own classes, so the saved directory
-loads with `AutoProcessor` and `AutoModelForImageTextToText` like any LLaVA checkpoint
-(see the shared TRANSFORMERS-NOTES.md, beside the project's docs, for the settings a small LLaVA needs).
+loads with `AutoProcessor` and `AutoModelForImageTextToText` like any LLaVA checkpoint (the
+processor is saved with the patch size, the image token and the CLS token it must count, so
+`<image>` expands to the (image_size / patch_size)^2 features the vision tower passes on).
 """
 
 from __future__ import annotations
