@@ -46,8 +46,8 @@ def main() -> None:
     torch.set_num_threads(1)
     from mmia.cache import Cache, default_cache_dir
     from mmia.testbeds.base import Testbed
+    from mmia.umid.api import audit_queries, to_results
     from mmia.umid.audit import UmidConfig
-    from mmia.umid.methods import audit_queries, to_results
 
     grid = GRIDS[args.grid]
     res: dict[str, dict[str, dict]] = {}

@@ -39,7 +39,7 @@ def test_testbed_cli_without_faker_exits_2(monkeypatch, tmp_path, capsys):
 _IMPORTS_WITHOUT_FAKER = """
 import sys
 sys.modules["faker"] = None
-import mmia, mmia.cli, mmia.attacks.runner, mmia.shift, mmia.umid.audit, mmia.umid.methods
+import mmia, mmia.cli, mmia.attacks.runner, mmia.shift, mmia.umid.audit, mmia.umid.methods, mmia.umid.api
 from typer.testing import CliRunner
 for args in (["--help"], ["attack", "--help"], ["shift", "--help"], ["umid", "--help"]):
     result = CliRunner().invoke(mmia.cli.app, args)

@@ -277,8 +277,8 @@ def test_umid_loads_a_clip_adapter(tiny_dir, tmp_path):  # noqa: F811
 
 def test_umid_inversions_of_an_adapter_are_its_own(tiny_dir, tmp_path):  # noqa: F811
     from mmia.cache import Cache
+    from mmia.umid.api import audit_queries
     from mmia.umid.audit import UmidConfig
-    from mmia.umid.methods import audit_queries
 
     base = tiny_dir("clip")
     adapter = save_lora_adapter(base, tmp_path / "lora")

@@ -257,8 +257,8 @@ def umid(
     from mmia.errors import InputError
     from mmia.report import print_run, save_run
     from mmia.results import RunResult
+    from mmia.umid.api import audit_queries, to_results
     from mmia.umid.audit import SequentialConfig, UmidConfig
-    from mmia.umid.methods import audit_queries, to_results
 
     if param not in ("latent", "pixels"):
         raise InputError(f"--param must be 'latent' or 'pixels', not {param!r}")

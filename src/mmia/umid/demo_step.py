@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmia.targets.base import CONTRASTIVE_KINDS
+from mmia.umid.api import audit_queries, to_results
 from mmia.umid.audit import UmidConfig
-from mmia.umid.methods import audit_queries, to_results
 
 # `mmia demo` settings, to fit its 10-minute budget on 2 CPU cores. CLIP: the defaults. CLAP: one
 # waveform restart-step costs ~7x a CLIP pixel step, so 4 restarts x 30 steps, 50 gibberish and
