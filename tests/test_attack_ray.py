@@ -86,8 +86,9 @@ def test_ray_engine_equals_local_and_a_rerun_computes_only_what_no_shard_holds(s
     shard = sorted((out / SHARDS).glob("*/rows-*.parquet"))[2]
     lost = len(pd.read_parquet(shard))
     shard.unlink()
-    third, table3 = _ray(setup, out, workers=1)
+    third, table3 = _ray(setup, out, workers=2, block_rows=N)
     assert third.settings["ray"]["computed"] == lost and third.settings["ray"]["reused"] == N - lost
+    assert third.settings["ray"]["blocks"] == 1 and third.settings["ray"]["actors"] == 1  # no actor for no block
     _assert_same_scores(table3, expected)
 
     # another configuration (other attacks) writes to its own shard folder and reuses nothing

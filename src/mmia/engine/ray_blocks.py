@@ -272,14 +272,18 @@ def run_blocks(*, path: Path, todo: list[int] | None = None, worker, kwargs: dic
     n_items = sum(map(len, blocks))
     poisoned: list[tuple[list[int], int]] = []
     with ray_session(ray.address) as session:
-        remote = worker_resources(session, ray.workers, ray.gpus_per_worker, ray.cpus_per_worker)
+        remote = worker_resources(session, ray.workers, ray.gpus_per_worker, ray.cpus_per_worker, len(blocks))
         ledger = ray_mod.remote(num_cpus=0)(AttemptLedger).remote()
-        ds = ray_mod.data.from_items([{"rows": ",".join(map(str, b))} for b in blocks])
+        # one Ray Data block, so one task, per block of ours: past 200 items from_items would bundle
+        # several into a task, which one actor then computes in turn (and retries together)
+        ds = ray_mod.data.from_items([{"rows": ",".join(map(str, b))} for b in blocks],
+                                     override_num_blocks=max(1, len(blocks)))
         kwargs = {**kwargs, "path": str(path), "threads": int(remote["num_cpus"]), "ledger": ledger,
                   "max_retries": ray.max_retries, "fault": os.environ.get(FAULT_ENV) or None}
         ds = ds.map_batches(worker, batch_size=1, batch_format="numpy", fn_constructor_kwargs=kwargs,
                             **{k: v for k, v in remote.items() if v is not None})
         info.update(address=session.address, started_here=session.started_here, cpus_per_worker=remote["num_cpus"],
+                    actors=remote["compute"].max_size,
                     blocks=len(blocks), block_rows=max(map(len, blocks), default=0), max_retries=ray.max_retries)
         by_key = {",".join(map(str, b)): b for b in blocks}
         try:

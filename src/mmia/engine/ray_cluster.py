@@ -130,9 +130,10 @@ def ray_session(address: str | None = None):
 
 
 def worker_resources(session: RaySession, workers: int, gpus_per_worker: float,
-                     cpus_per_worker: float | None) -> dict:
+                     cpus_per_worker: float | None, blocks: int | None = None) -> dict:
     """map_batches arguments of the worker pool: `workers` actors of `cpus_per_worker` CPUs (default:
-    the cluster's CPUs shared out) and `gpus_per_worker` GPUs each.
+    the cluster's CPUs shared out) and `gpus_per_worker` GPUs each; no more actors than `blocks`
+    (an actor with no block would only load its models), each sized as if all `workers` ran.
 
     A dead actor is restarted and its batches retried by Ray Data's own defaults for actor pools
     (max_restarts=-1, max_task_retries=-1). Ray 2.60 would take a bound (map_batches passes
@@ -151,7 +152,8 @@ def worker_resources(session: RaySession, workers: int, gpus_per_worker: float,
     if cpus * workers > session.cpus + 1e-9:
         raise InputError(f"{workers} worker(s) x {cpus:g} CPU need {workers * cpus:g} CPUs; the Ray cluster has "
                          f"{session.cpus:g} (lower --workers)")
-    return {"compute": ray.data.ActorPoolStrategy(size=workers), "num_cpus": cpus,
+    actors = workers if blocks is None else max(1, min(workers, blocks))
+    return {"compute": ray.data.ActorPoolStrategy(size=actors), "num_cpus": cpus,
             "num_gpus": gpus_per_worker or None}
 
 
