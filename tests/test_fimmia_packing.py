@@ -108,3 +108,27 @@ def test_rows_that_are_all_prefixes_of_the_original_need_no_packed_forward(llava
     fast = sc.score_on_shared_prefix(rows)
     np.testing.assert_allclose(fast, sc.score_rows(rows), atol=1e-5)
     assert np.isfinite(fast).all() and len(set(np.round(fast, 4))) == 3
+
+
+def test_head_groups_give_the_one_calls_losses(monkeypatch):
+    """On an accelerator the lm_head runs on groups of positions (bounded by free memory): any
+    group size gives the losses of the one call CPU makes, empty answers NaN."""
+    from mmia.fimmia import scoring_llava
+
+    g = torch.Generator().manual_seed(0)
+    head = torch.nn.Linear(8, 50, bias=False)
+    table = torch.randn(30, 8, generator=g)
+    answers = [[1, 2, 3], [], [4], [5, 6, 7, 8, 9, 10, 11]]
+    index, k = [], 0
+    for a in answers:
+        index.append(list(range(k, k + len(a))))
+        k += len(a) + 2
+    whole = scoring_llava.losses_at(head, table, index, answers)
+    assert scoring_llava.head_group(torch.device("cpu"), 50, 11) == 11  # CPU: the one call
+    for group in (1, 3, 100):
+        monkeypatch.setattr(scoring_llava, "head_group", lambda device, vocab, n, group=group: group)
+        got = scoring_llava.losses_at(head, table, index, answers)
+        np.testing.assert_allclose(got, whole, rtol=0, atol=1e-6)
+        assert np.isnan(got[1])
+    logp = torch.log_softmax(head(table[torch.tensor([*index[0]])]), -1)
+    assert whole[0] == pytest.approx(-logp[[0, 1, 2], [1, 2, 3]].mean().item(), abs=1e-6)

@@ -42,18 +42,29 @@ from mmia.fimmia.scorer_base import ScorerBase
 SCORER_VERSION = "3"  # 3: the loss span starts where the prompt part ends
 
 
+def head_group(device, vocab: int, n: int) -> int:
+    """Positions per lm_head call: all `n` on CPU (one call, as before), else as many as the
+    statistics' groups allow on that device (free memory), so a GPU never holds (n, V) at once."""
+    from mmia.targets.generative import _stats_group_device
+
+    return n if device.type == "cpu" else _stats_group_device(device, vocab)
+
+
 def losses_at(head, table: torch.Tensor, index: list[list[int]], answers) -> list[float]:
     """Mean cross-entropy of each row's answer, where `table[index[i][j]]` is the hidden state that
     predicts answer token j of row i; NaN for a row without answer tokens. One gather and one
-    lm_head call for all rows (the head is the largest matmul per position)."""
+    lm_head call for all rows (the head is the largest matmul per position); on an accelerator, in
+    groups of positions bounded by its free memory, as the statistics' groups are."""
     rows = [i for i, ans in enumerate(answers) for _ in ans]
     if not rows:
         return [float("nan")] * len(answers)
     dev = table.device
     flat = torch.tensor([k for ix in index for k in ix], device=dev)
-    logits = head(table[flat]).float()
     targets = torch.tensor([t for ans in answers for t in ans], device=dev)
-    nll = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    group = head_group(dev, head.weight.shape[0], len(flat))
+    nll = torch.cat([torch.nn.functional.cross_entropy(head(table[flat[g : g + group]]).float(),
+                                                       targets[g : g + group], reduction="none")
+                     for g in range(0, len(flat), group)])
     sums = torch.zeros(len(answers), dtype=nll.dtype, device=dev).index_add_(0, torch.tensor(rows, device=dev), nll)
     counts = torch.tensor([len(a) for a in answers], dtype=nll.dtype, device=dev)
     return (sums / counts).tolist()  # 0/0 -> NaN for an empty answer
