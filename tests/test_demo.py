@@ -179,3 +179,39 @@ def test_a_job_whose_worker_died_once_runs_again(tmp_path, no_steps, quick_cache
     inline = run_demo(tmp_path / "inline", quick=True, cache_dir=quick_cache, jobs=1, log=lambda m: None)
     assert [s.name for s in outcome.result.sections] == [s.name for s in inline.result.sections]
     assert "vlm/matched · length" in {s.name for s in outcome.result.sections}
+
+
+def _marking_step(tb, ctx):
+    """Leaves a marker for its testbed after a pause, so a step that should wait for it would see none."""
+    import time
+
+    time.sleep(0.3)
+    (ctx.out_dir / f"mark-{tb.name}-{time.monotonic_ns()}").touch()
+    if tb.name == "scenes":
+        raise RuntimeError("boom after marking")
+    return []
+
+
+def _counting_step(tb, ctx):
+    """An `after_others` step: how many markers of its testbed exist when it starts."""
+    n = len(list(ctx.out_dir.glob(f"mark-{tb.name}-*")))
+    return [(Section(name=f"{tb.name} · count", notes=str(n)), None)]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_an_after_others_step_waits_for_every_other_step_of_its_testbed(tmp_path, no_steps, quick_cache, jobs):
+    """The infer step reuses values the other steps cache: it must start after them on its testbed
+    (also after one that failed), whatever the number of jobs, and it must still run."""
+    steps.register_demo_step("count", order=5, after_others=True)(_counting_step)
+    for name in ("mark-a", "mark-b"):
+        steps.register_demo_step(name, order=10)(_marking_step)
+    outcome = run_demo(tmp_path / "out", quick=True, cache_dir=quick_cache, jobs=jobs, log=lambda m: None)
+    counts = {s.name: s.notes for s in outcome.result.sections if s.name.endswith("· count")}
+    assert counts and set(counts.values()) == {"2"}, counts
+    assert sorted(counts) == sorted(f"{tb.name}/{tb.name} · count" for tb in outcome.testbeds)  # one per testbed
+    assert sorted(outcome.failures) == ["scenes · mark-a: RuntimeError: boom after marking",
+                                        "scenes · mark-b: RuntimeError: boom after marking"]
+
+
+def test_the_infer_step_runs_after_the_others():
+    assert [s.name for s in steps.list_demo_steps() if s.after_others] == ["infer"]

@@ -4,7 +4,9 @@ Each worker process runs one job at a time on one torch thread, so `jobs` worker
 cores busy from the first build to the last step; steps start on a testbed as soon as it is
 built, while other testbeds still train. Builds go first (they unlock steps), the costliest one
 first since its steps wait for it, then the cheapest first; steps then run in the order their
-testbeds became ready. With `jobs=1` the same jobs run in this process, in the same order.
+testbeds became ready, except a step marked `after_others` (infer), which waits until the
+testbed's other steps have finished, since it reuses the values they cache. With `jobs=1` the
+same jobs run in this process, in the same order.
 
 Workers get the spec and step objects themselves (pickled by reference to their functions), so
 testbeds and steps registered at run time, e.g. by tests, run there too.
@@ -95,6 +97,9 @@ class DemoJobs:
         self.specs, self.steps, self.seed, self.cache_dir = list(specs), list(steps), seed, Path(cache_dir)
         self.quick, self.ctx, self.jobs, self.log = quick, ctx, max(1, jobs), log
         self.testbeds: dict[str, Testbed] = {}
+        # per testbed: its steps still to finish before its `after_others` steps, and those steps
+        self._pending: dict[str, int] = {}
+        self._held: dict[str, list] = {}
 
     def _ready(self, name: str, root: str | Path, queue: deque) -> JobResult | None:
         """Load a built testbed and queue its steps; a load failure comes back as a failed build."""
@@ -102,8 +107,17 @@ class DemoJobs:
             self.testbeds[name] = Testbed.from_dir(Path(root))
         except Exception as exc:
             return JobResult("build", name, error=_first_line(exc), detail=traceback.format_exc(limit=3))
-        queue.extend(("step", step, self.testbeds[name]) for step in self.steps)
+        first = [s for s in self.steps if not s.after_others]
+        self._held[name] = [s for s in self.steps if s.after_others]
+        self._pending[name] = len(first)
+        queue.extend(("step", step, self.testbeds[name]) for step in first)
+        self._release(name, queue)
         return None
+
+    def _release(self, name: str, queue: deque) -> None:
+        """Queue a testbed's `after_others` steps once its other steps have all finished."""
+        if self._pending.get(name) == 0 and self._held.get(name):
+            queue.extend(("step", step, self.testbeds[name]) for step in self._held.pop(name))
 
     def __iter__(self):
         queue: deque = deque()
@@ -133,8 +147,13 @@ class DemoJobs:
         return _step_job, (job[1], job[2], self.ctx)
 
     def _finish(self, res: JobResult, queue: deque) -> JobResult:
+        """Every job's result passes here, failed or not: a build queues its testbed's steps, a
+        step that ends (even by failing) may release the steps held back for it."""
         if res.kind == "build" and res.error is None:
             return self._ready(res.testbed, res.root, queue) or res
+        if res.kind == "step" and not any(s.name == res.step and s.after_others for s in self.steps):
+            self._pending[res.testbed] -= 1
+            self._release(res.testbed, queue)
         return res
 
     def _inline(self, builds: deque, queue: deque):
@@ -191,7 +210,7 @@ class DemoJobs:
                     status = _exit_status(workers)
                     for job, alone in died:
                         if alone:
-                            yield _failed(job, None, why=f"its worker process died ({status})")
+                            yield self._finish(_failed(job, None, why=f"its worker process died ({status})"), queue)
                         else:
                             retry.append(job)
                     if retry:

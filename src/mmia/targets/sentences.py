@@ -85,11 +85,31 @@ class SentenceEmbedder:
         return np.asarray(emb, dtype=np.float32)
 
 
+    def encode_unpadded(self, texts: list[str]) -> np.ndarray:
+        """`encode`, each text batched only with texts of its own token length: no padding, so
+        a text's embedding does not depend on the texts it is computed with (a padded batch
+        moves it by about 1e-7). A cache that several callers fill, in any order, then holds
+        the same values, and runs that share it are reproducible."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        tokenize = getattr(self.model, "preprocess", None) or self.model.tokenize  # `tokenize` before v6
+        lengths = tokenize(texts)["attention_mask"].sum(1).tolist()  # the model's own tokenisation
+        groups: dict[int, list[int]] = {}
+        for i, n in enumerate(lengths):
+            groups.setdefault(int(n), []).append(i)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for idx in groups.values():
+            out[idx] = self.encode([texts[i] for i in idx])
+        return out
+
+
 def _text_key(model_fp: str, text: str) -> str:
     from mmia.cache import make_key
 
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return make_key(model_fp, digest, method="sentence-embedding", version="1")
+    # version 2: embedded without padding (`encode_unpadded`); version 1 depended on the batch
+    return make_key(model_fp, digest, method="sentence-embedding", version="2")
 
 
 def embed_texts(texts, model_dir: str | Path | None = None, cache=None, batch_size: int = 128) -> np.ndarray:
@@ -102,7 +122,7 @@ def embed_texts(texts, model_dir: str | Path | None = None, cache=None, batch_si
     keys = [_text_key(embedder.fingerprint, t) for t in texts]
 
     def compute(batch):
-        return [{"e": e} for e in embedder.encode(batch)]
+        return [{"e": e} for e in embedder.encode_unpadded(batch)]
 
     with progress_bar("sentence embeddings", len(texts), unit="texts") as bar:
         values = cached_map(cache, keys, texts, compute, batch_size=batch_size * 4, on_batch=bar.advance)
