@@ -74,7 +74,8 @@ class SentenceEmbedder:
 
     @property
     def dim(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        m = self.model  # the method's name before sentence-transformers 6: get_sentence_embedding_dimension
+        return int((getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension)())
 
     def encode(self, texts: list[str]) -> np.ndarray:
         texts = list(texts)
