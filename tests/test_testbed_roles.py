@@ -48,7 +48,7 @@ def test_quick_build_writes_its_registered_roles(name, quick_cache, tmp_path):
     assert tb.roles == spec.roles
     for role, split in spec.roles.items():
         assert tb.split_for(role) == tb.splits[split] and tb.split_for(role).exists()
-        assert tb.role_of(split) == role
+        assert tb.split_name(role) == split
 
 
 def _scenes_copy(quick_cache, dest, edit):
@@ -65,7 +65,7 @@ def test_manifest_without_roles_falls_back_to_the_registration(quick_cache, tmp_
     root = _scenes_copy(quick_cache, tmp_path / "old", lambda m: m.pop("roles"))
     tb = Handle.from_dir(root)
     assert tb.roles == EXPECTED["scenes"] and tb.split_for("membership") == root / "matched.jsonl"
-    assert tb.split_for("names") is None and tb.role_of("matched_video") is None
+    assert tb.split_for("names") is None and "matched_video" not in tb.roles.values()
     # a testbed nobody registered, without roles: none
     nameless = _scenes_copy(quick_cache, tmp_path / "unknown", lambda m: (m.pop("roles"), m.update(name="mine")))
     assert Handle.from_dir(nameless).roles == {}

@@ -45,9 +45,9 @@ SCORER_VERSION = "3"  # 3: the loss span starts where the prompt part ends
 def head_group(device, vocab: int, n: int) -> int:
     """Positions per lm_head call: all `n` on CPU (one call, as before), else as many as the
     statistics' groups allow on that device (free memory), so a GPU never holds (n, V) at once."""
-    from mmia.targets.generative import _stats_group_device
+    from mmia.targets.generative import device_group_rows
 
-    return n if device.type == "cpu" else _stats_group_device(device, vocab)
+    return n if device.type == "cpu" else device_group_rows(device, vocab)
 
 
 def losses_at(head, table: torch.Tensor, index: list[list[int]], answers) -> list[float]:

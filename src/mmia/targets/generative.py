@@ -536,7 +536,7 @@ class _Generative:
         `logits`: the tensor the rows come from (its device decides)."""
         if logits.device.type == "cpu":
             return _stats_group_cpu(vocab)
-        return _stats_group_device(logits.device, vocab), None
+        return device_group_rows(logits.device, vocab), None
 
     def reduce_batch(self, out: BatchOutput, batch: list[Encoded]) -> list[dict[str, np.ndarray]]:
         """The statistics half of `token_stats`, from `forward_batch`'s output (the engine runs it
@@ -665,7 +665,7 @@ def _cat_padded(parts):
 _WORDS_PER_ROW = 8
 
 
-def _stats_group_device(device, vocab: int) -> int:
+def device_group_rows(device, vocab: int) -> int:
     """Rows per group on an accelerator: half the memory free now (the driver's free memory plus
     what torch's caching allocator holds unused) over what a row costs, so the model's next
     forward pass, which runs beside the statistics, keeps the other half."""

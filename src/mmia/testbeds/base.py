@@ -76,10 +76,6 @@ class Testbed:
         name = self.split_name(role)
         return None if name is None else self.splits[name]
 
-    def role_of(self, split: str) -> str | None:
-        """The role of the split named `split`, or None if it has none."""
-        return next((r for r, s in self.roles.items() if s == split), None)
-
     @classmethod
     def from_dir(cls, root: str | Path) -> Testbed:
         """The testbed in `root`. Its roles are the manifest's; a manifest written before roles
@@ -87,22 +83,19 @@ class Testbed:
         root = Path(root)
         path = root / "manifest.json"
         m = json.loads(path.read_text(encoding="utf-8"))
-        splits = {k: root / v for k, v in m.get("splits", {}).items()}
-        roles = m["roles"] if "roles" in m else declared_roles(m["name"])
-        try:
-            check_roles(roles, splits)
+        try:  # the roles are checked as the testbed is made: bad ones are this file's error
+            return cls(
+                name=m["name"],
+                root=root,
+                target_kind=m.get("target_kind"),
+                modalities=tuple(m.get("modalities", ())),
+                splits={k: root / v for k, v in m.get("splits", {}).items()},
+                targets={k: root / v for k, v in m.get("targets", {}).items()},
+                manifest=m,
+                roles=m["roles"] if "roles" in m else declared_roles(m["name"]),
+            )
         except ValueError as e:
             raise InputError(str(e), path) from None
-        return cls(
-            name=m["name"],
-            root=root,
-            target_kind=m.get("target_kind"),
-            modalities=tuple(m.get("modalities", ())),
-            splits=splits,
-            targets={k: root / v for k, v in m.get("targets", {}).items()},
-            manifest=m,
-            roles=roles,
-        )
 
 
 # --- testbed registry ---------------------------------------------------------------------------
